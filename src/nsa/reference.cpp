@@ -15,10 +15,22 @@ double at(const TensorView& t, std::int64_t i, std::int64_t j, std::int64_t k) {
     return detail::load_as_double(base + offset * static_cast<std::int64_t>(dtype_size(t.dtype)), t.dtype);
 }
 
-double dot(const TensorView& a, std::int64_t ai, std::int64_t aj, const TensorView& b, std::int64_t bi,
-           std::int64_t bj, std::int64_t n) {
+// A 3-D input read once into dense row-major doubles, so the formulas below stay plain loops.
+struct Dense {
+    std::int64_t n1 = 0, n2 = 0;
+    std::vector<double> x;
+    explicit Dense(const TensorView& t) : n1(t.shape[1]), n2(t.shape[2]) {
+        x.reserve(static_cast<std::size_t>(t.shape[0] * n1 * n2));
+        for (std::int64_t i = 0; i < t.shape[0]; ++i)
+            for (std::int64_t j = 0; j < n1; ++j)
+                for (std::int64_t k = 0; k < n2; ++k) x.push_back(at(t, i, j, k));
+    }
+    const double* row(std::int64_t i, std::int64_t j) const { return x.data() + (i * n1 + j) * n2; }
+};
+
+double dot(const double* a, const double* b, std::int64_t n) {
     double s = 0.0;
-    for (std::int64_t d = 0; d < n; ++d) s += at(a, ai, aj, d) * at(b, bi, bj, d);
+    for (std::int64_t d = 0; d < n; ++d) s += a[d] * b[d];
     return s;
 }
 
@@ -47,6 +59,7 @@ ForwardResult forward(const Problem& p) {
     r.out.assign(static_cast<std::size_t>(p.T1 * p.N1 * p.Dv), 0.0);
     r.max.assign(static_cast<std::size_t>(p.T1 * p.N1), 0.0);
     r.sum.assign(static_cast<std::size_t>(p.T1 * p.N1), 0.0);
+    const Dense q(p.q), k(p.k), v(p.v);
     for (std::int64_t b = 0; b < p.batches.count(); ++b)
         for (std::int64_t t = p.batches.q[b]; t < p.batches.q[b + 1]; ++t)
             for (std::int64_t h = 0; h < p.N1; ++h) {
@@ -56,7 +69,7 @@ ForwardResult forward(const Problem& p) {
                 std::vector<double> s(keys.size());
                 double mx = -INFINITY;
                 for (std::size_t n = 0; n < keys.size(); ++n) {
-                    s[n] = p.scale * dot(p.q, t, h, p.k, keys[n], n2, p.Dk);
+                    s[n] = p.scale * dot(q.row(t, h), k.row(keys[n], n2), p.Dk);
                     mx = std::max(mx, s[n]);
                 }
                 double sum = 0.0;
@@ -64,7 +77,7 @@ ForwardResult forward(const Problem& p) {
                 double* o = &r.out[static_cast<std::size_t>((t * p.N1 + h) * p.Dv)];
                 for (std::size_t n = 0; n < keys.size(); ++n) {
                     const double w = std::exp(s[n] - mx) / sum;
-                    for (std::int64_t d = 0; d < p.Dv; ++d) o[d] += w * at(p.v, keys[n], n2, d);
+                    for (std::int64_t d = 0; d < p.Dv; ++d) o[d] += w * v.row(keys[n], n2)[d];
                 }
                 r.max[static_cast<std::size_t>(t * p.N1 + h)] = mx;
                 r.sum[static_cast<std::size_t>(t * p.N1 + h)] = sum;
@@ -77,6 +90,7 @@ BackwardResult backward(const Problem& p) {
     r.dq.assign(static_cast<std::size_t>(p.T1 * p.N1 * p.Dk), 0.0);
     r.dk.assign(static_cast<std::size_t>(p.T2 * p.N2 * p.Dk), 0.0);
     r.dv.assign(static_cast<std::size_t>(p.T2 * p.N2 * p.Dv), 0.0);
+    const Dense q(p.q), k(p.k), v(p.v), o(p.out), dO(p.out_grad);
     for (std::int64_t b = 0; b < p.batches.count(); ++b)
         for (std::int64_t t = p.batches.q[b]; t < p.batches.q[b + 1]; ++t)
             for (std::int64_t h = 0; h < p.N1; ++h) {
@@ -85,20 +99,20 @@ BackwardResult backward(const Problem& p) {
                 if (keys.empty()) continue;
                 const double mx = at(p.softmax_max, t, h, 0);
                 const double sum = at(p.softmax_sum, t, h, 0);
-                const double Dt = dot(p.out_grad, t, h, p.out, t, h, p.Dv);
+                const double Dt = dot(dO.row(t, h), o.row(t, h), p.Dv);
                 double* dq = &r.dq[static_cast<std::size_t>((t * p.N1 + h) * p.Dk)];
                 for (const std::int64_t key : keys) {
-                    const double s = p.scale * dot(p.q, t, h, p.k, key, n2, p.Dk);
+                    const double s = p.scale * dot(q.row(t, h), k.row(key, n2), p.Dk);
                     const double P = std::exp(s - mx) / sum;
-                    const double dP = dot(p.out_grad, t, h, p.v, key, n2, p.Dv);
+                    const double dP = dot(dO.row(t, h), v.row(key, n2), p.Dv);
                     const double dS = P * (dP - Dt);
                     double* dk = &r.dk[static_cast<std::size_t>((key * p.N2 + n2) * p.Dk)];
                     double* dv = &r.dv[static_cast<std::size_t>((key * p.N2 + n2) * p.Dv)];
                     for (std::int64_t d = 0; d < p.Dk; ++d) {
-                        dq[d] += p.scale * dS * at(p.k, key, n2, d);
-                        dk[d] += p.scale * dS * at(p.q, t, h, d);
+                        dq[d] += p.scale * dS * k.row(key, n2)[d];
+                        dk[d] += p.scale * dS * q.row(t, h)[d];
                     }
-                    for (std::int64_t d = 0; d < p.Dv; ++d) dv[d] += P * at(p.out_grad, t, h, d);
+                    for (std::int64_t d = 0; d < p.Dv; ++d) dv[d] += P * dO.row(t, h)[d];
                 }
             }
     return r;
