@@ -1,0 +1,346 @@
+// opennsa-bench: times the forward / backward on NSA-like selections and reports GFLOP/s against
+// this machine's measured fp32 FMA peak (DESIGN.md's FLOP convention).
+//
+//   opennsa-bench --preset bwd-bf16-n64 --json
+//   opennsa-bench --op backward --dtype bf16 --T 4096 --N1 16 --N2 1 --threads 2 --reps 5
+//   opennsa-bench --peak
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "nsa/dtype.hpp"
+#include "opennsa/opennsa.hpp"
+
+namespace {
+
+using opennsa::DType;
+using opennsa::TensorView;
+using Clock = std::chrono::steady_clock;
+
+struct Workload {
+    std::string name = "custom";
+    std::string op = "backward";
+    DType dtype = DType::bf16;
+    std::int64_t T = 8192, N1 = 64, N2 = 4, Dk = 192, Dv = 128, bs = 64, C = 16;
+    bool causal = true;
+};
+
+struct Preset {
+    const char* name;
+    const char* op;
+    DType dtype;
+    std::int64_t T, N1, N2;
+};
+
+// The workloads (Dk=192, Dv=128, bs=64, C=16, causal).
+constexpr Preset kPresets[] = {
+    {"bwd-bf16-n64", "backward", DType::bf16, 8192, 64, 4},
+    {"bwd-f16-n64", "backward", DType::f16, 8192, 64, 4},
+    {"fwd-bf16-n64", "forward", DType::bf16, 8192, 64, 4},
+    {"fwd-f16-n64", "forward", DType::f16, 8192, 64, 4},
+    {"bwd-bf16-g16", "backward", DType::bf16, 4096, 16, 1},
+    {"bwd-bf16-g4", "backward", DType::bf16, 4096, 16, 4},
+    {"bwd-bf16-g2", "backward", DType::bf16, 4096, 16, 8},
+    {"bwd-bf16-g1", "backward", DType::bf16, 4096, 16, 16},
+};
+
+double flops(const Workload& w) {
+    const double base = 2.0 * double(w.T) * double(w.N1) * double(w.C) * double(w.bs);
+    return w.op == "forward" ? base * double(w.Dk + w.Dv) : base * double(3 * w.Dk + 2 * w.Dv);
+}
+
+// ---- peak ---------------------------------------------------------------------------------
+
+#if defined(__x86_64__)
+// 12 independent FMA chains hide the 4-cycle latency on both FMA pipes.
+__attribute__((target("avx2,fma"))) double fma_loop(std::int64_t iters) {
+    __m256 a[12];
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(float(i) * 1e-3f);
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], x, y);
+    __m256 s = a[0];
+    for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return double(out[0]);
+}
+#endif
+
+bool has_fma() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+bool has_bf16_dot() {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+// GFLOP/s of the FMA loop on `threads` threads at once (median of 5 runs).
+double fp32_peak(int threads) {
+#if defined(__x86_64__)
+    if (!has_fma()) return 0.0;
+    const std::int64_t iters = 20'000'000;  // ~0.1 s per run at 4 GHz
+    std::vector<double> runs;
+    for (int rep = 0; rep < 5; ++rep) {
+        std::atomic<double> sink{0};
+        const auto t0 = Clock::now();
+        std::vector<std::thread> pool;
+        for (int i = 0; i < threads; ++i) pool.emplace_back([&] { sink = sink + fma_loop(iters); });
+        for (auto& t : pool) t.join();
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        runs.push_back(double(threads) * double(iters) * 12 * 8 * 2 / s * 1e-9);
+    }
+    std::sort(runs.begin(), runs.end());
+    return runs[runs.size() / 2];
+#else
+    (void)threads;
+    return 0.0;
+#endif
+}
+
+// ---- data ---------------------------------------------------------------------------------
+
+struct Buffer {
+    std::vector<unsigned char> bytes;
+    TensorView view;
+    Buffer(DType t, std::int64_t a, std::int64_t b, std::int64_t c)
+        : bytes(std::size_t(a * b * c) * opennsa::dtype_size(t)),
+          view(TensorView::contiguous(bytes.data(), t, {a, b, c})) {}
+    void fill(std::mt19937_64& rng, double stddev) {
+        std::normal_distribution<float> nd(0.0f, float(stddev));
+        const std::size_t n = bytes.size() / opennsa::dtype_size(view.dtype);
+        for (std::size_t i = 0; i < n; ++i) {
+            const float v = nd(rng);
+            opennsa::detail::store_from_f32(bytes.data() + i * opennsa::dtype_size(view.dtype), view.dtype, v);
+        }
+    }
+};
+
+// NSA-like selection: block 0, the local block, then distinct random earlier (visible) blocks;
+// -1 where a token has fewer visible blocks than C.
+void fill_topk(Buffer& topk, const Workload& w, std::mt19937_64& rng) {
+    auto* idx = reinterpret_cast<std::int32_t*>(topk.bytes.data());
+    const std::int64_t blocks = (w.T + w.bs - 1) / w.bs;
+    std::vector<std::int32_t> pool;
+    for (std::int64_t t = 0; t < w.T; ++t) {
+        const std::int64_t local = w.causal ? t / w.bs : blocks - 1;
+        for (std::int64_t n2 = 0; n2 < w.N2; ++n2) {
+            std::int32_t* row = idx + (t * w.N2 + n2) * w.C;
+            std::fill(row, row + w.C, -1);
+            std::int64_t n = 0;
+            row[n++] = 0;
+            if (local != 0 && n < w.C) row[n++] = std::int32_t(local);
+            pool.clear();
+            for (std::int64_t x = 1; x < local; ++x) pool.push_back(std::int32_t(x));
+            for (std::int64_t m = 0; n < w.C && m < std::int64_t(pool.size()); ++m) {
+                std::uniform_int_distribution<std::size_t> pick(std::size_t(m), pool.size() - 1);
+                std::swap(pool[std::size_t(m)], pool[pick(rng)]);
+                row[n++] = pool[std::size_t(m)];
+            }
+        }
+    }
+}
+
+std::int64_t peak_rss_bytes() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return std::int64_t(u.ru_maxrss) * 1024;
+}
+
+struct Result {
+    double median = 0, min = 0;
+};
+
+Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
+    std::mt19937_64 rng(12345);
+    const DType t = w.dtype;
+    Buffer q(t, w.T, w.N1, w.Dk), k(t, w.T, w.N2, w.Dk), v(t, w.T, w.N2, w.Dv), topk(DType::i32, w.T, w.N2, w.C);
+    Buffer out(t, w.T, w.N1, w.Dv), smax(DType::f32, w.T, w.N1, 8), ssum(DType::f32, w.T, w.N1, 8);
+    q.fill(rng, 1.0);
+    k.fill(rng, 1.0);
+    v.fill(rng, 1.0);
+    fill_topk(topk, w, rng);
+    opennsa::Params params;
+    params.scale = 1.0 / std::sqrt(double(w.Dk));
+    params.head_num = w.N1;
+    params.block_size = w.bs;
+    params.block_count = w.C;
+    params.sparse_mode = w.causal ? opennsa::kSparseModeCausal : opennsa::kSparseModeNone;
+    opennsa::set_num_threads(threads);
+    const opennsa::ForwardArgs fa{q.view, k.view, v.view, topk.view, {}, out.view, smax.view, ssum.view};
+
+    const bool fwd = w.op == "forward";
+    std::vector<Buffer> grads;
+    opennsa::BackwardArgs ba{};
+    if (!fwd) {
+        opennsa::forward(fa, params);  // out and statistics for the backward
+        grads.emplace_back(t, w.T, w.N1, w.Dv);  // dO
+        grads.back().fill(rng, 1.0);
+        grads.emplace_back(t, w.T, w.N1, w.Dk);
+        grads.emplace_back(t, w.T, w.N2, w.Dk);
+        grads.emplace_back(t, w.T, w.N2, w.Dv);
+        ba = {q.view, k.view, v.view, out.view, grads[0].view, smax.view, ssum.view, topk.view, {},
+              grads[1].view, grads[2].view, grads[3].view};
+    }
+    std::vector<double> times;
+    for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up
+        const auto t0 = Clock::now();
+        if (fwd)
+            opennsa::forward(fa, params);
+        else
+            opennsa::backward(ba, params);
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (rep >= 0) times.push_back(s);
+        if (!quiet)
+            std::fprintf(stderr, "[bench] %s %s %s threads=%d %s %d/%d: %.3f s\n", w.name.c_str(), w.op.c_str(),
+                         opennsa::dtype_name(t), threads, rep < 0 ? "warm-up" : "rep", rep < 0 ? 0 : rep + 1, reps, s);
+    }
+    std::sort(times.begin(), times.end());
+    return {times[times.size() / 2], times.front()};
+}
+
+DType parse_dtype(const std::string& s) {
+    if (s == "bf16") return DType::bf16;
+    if (s == "fp16" || s == "f16") return DType::f16;
+    if (s == "fp32" || s == "f32") return DType::f32;
+    if (s == "fp64" || s == "f64") return DType::f64;
+    std::fprintf(stderr, "unknown dtype %s\n", s.c_str());
+    std::exit(2);
+}
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: opennsa-bench [--preset NAME|all] [--op forward|backward] [--dtype bf16|fp16|fp32|fp64]\n"
+                 "       [--T n] [--N1 n] [--N2 n] [--Dk n] [--Dv n] [--bs n] [--C n] [--causal 0|1]\n"
+                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet]\npresets:");
+    for (const Preset& p : kPresets) std::fprintf(stderr, " %s", p.name);
+    std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Workload custom;
+    std::vector<Workload> work;
+    int threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    int reps = 5;
+    bool json = false, peak = false, quiet = false, any_shape = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                usage();
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        auto num = [&] { return std::stoll(next()); };
+        if (a == "--preset") {
+            const std::string n = next();
+            bool found = false;
+            for (const Preset& p : kPresets)
+                if (n == "all" || n == p.name) {
+                    Workload w;
+                    w.name = p.name;
+                    w.op = p.op;
+                    w.dtype = p.dtype;
+                    w.T = p.T;
+                    w.N1 = p.N1;
+                    w.N2 = p.N2;
+                    work.push_back(w);
+                    found = true;
+                }
+            if (!found) {
+                usage();
+                return 2;
+            }
+        } else if (a == "--op") custom.op = next(), any_shape = true;
+        else if (a == "--dtype") custom.dtype = parse_dtype(next()), any_shape = true;
+        else if (a == "--T") custom.T = num(), any_shape = true;
+        else if (a == "--N1") custom.N1 = num(), any_shape = true;
+        else if (a == "--N2") custom.N2 = num(), any_shape = true;
+        else if (a == "--Dk") custom.Dk = num(), any_shape = true;
+        else if (a == "--Dv") custom.Dv = num(), any_shape = true;
+        else if (a == "--bs") custom.bs = num(), any_shape = true;
+        else if (a == "--C") custom.C = num(), any_shape = true;
+        else if (a == "--causal") custom.causal = num() != 0, any_shape = true;
+        else if (a == "--threads") threads = int(num());
+        else if (a == "--reps") reps = std::max(1, int(num()));
+        else if (a == "--json") json = true;
+        else if (a == "--peak") peak = true;
+        else if (a == "--quiet") quiet = true;
+        else {
+            usage();
+            return a == "--help" || a == "-h" ? 0 : 2;
+        }
+    }
+    if (custom.op != "forward" && custom.op != "backward") {
+        usage();
+        return 2;
+    }
+    if (any_shape || (work.empty() && !peak)) work.push_back(custom);
+
+    // The peak is measured in the same run as the workloads it is compared with.
+    const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
+    const double peak1 = fp32_peak(1), peakn = hw == 1 ? peak1 : fp32_peak(hw);
+    const double peak_t = threads == 1 ? peak1 : threads == hw ? peakn : fp32_peak(threads);
+    const char* kernel = std::getenv("OPENNSA_KERNEL");
+    if (peak) {
+        if (json) {
+            std::printf("{\"peak\":\"fp32_fma\",\"threads_1_gflops\":%.1f,\"threads_%d_gflops\":%.1f,"
+                        "\"bf16_dot\":%s}\n",
+                        peak1, hw, peakn, has_bf16_dot() ? "\"available (not measured)\"" : "\"unavailable\"");
+        } else {
+            std::printf("fp32 FMA peak (AVX2 ymm, 12 chains): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n",
+                        peak1, hw, peakn);
+            std::printf("bf16 dot peak: %s\n", has_bf16_dot() ? "AVX512_BF16 present (not measured)"
+                                                               : "unavailable (no AVX512_BF16); the fp32 FMA peak is the matching one");
+        }
+    }
+    for (const Workload& w : work) {
+        const Result r = run_workload(w, threads, reps, quiet);
+        const double gf = flops(w) / r.median * 1e-9;
+        if (json) {
+            std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
+                        "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
+                        "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
+                        "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld}\n",
+                        w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
+                        (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
+                        (long long)w.C, w.causal ? "true" : "false", threads, kernel ? kernel : "auto", reps,
+                        r.median, r.min, gf, peak_t, peak_t > 0 ? gf / peak_t : 0.0, (long long)peak_rss_bytes());
+        } else {
+            std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
+                        "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s fp32 FMA peak, "
+                        "peak RSS %.0f MiB\n",
+                        w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
+                        (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
+                        w.causal ? "causal" : "full", threads, r.median, r.min, gf,
+                        peak_t > 0 ? 100 * gf / peak_t : 0.0, peak_t, double(peak_rss_bytes()) / (1 << 20));
+        }
+        std::fflush(stdout);
+    }
+    return 0;
+}
