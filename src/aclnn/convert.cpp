@@ -1,0 +1,82 @@
+#include "aclnn/convert.hpp"
+
+#include <cstring>
+
+#include "aclnn/meta.hpp"
+#include "aclnn/status.hpp"
+
+namespace opennsa::capi {
+namespace {
+
+DType to_dtype(aclDataType t, const char* name) {
+    switch (t) {
+        case ACL_FLOAT16: return DType::f16;
+        case ACL_BF16: return DType::bf16;
+        case ACL_FLOAT: return DType::f32;
+        case ACL_INT32: return DType::i32;
+        case ACL_UINT8: return DType::u8;
+        case ACL_BOOL: return DType::boolean;
+        default: break;
+    }
+    raise(ErrorCode::invalid_argument, name, ": aclDataType ", static_cast<int>(t),
+          " is not supported (expected ACL_FLOAT16, ACL_BF16 or ACL_FLOAT for data, ACL_INT32 for "
+          "topkIndices, ACL_BOOL or ACL_UINT8 for attenMaskOptional)");
+}
+
+// When the caller described its buffer (storageDims), every element of the view must lie inside
+// it: that is the one bound the C layer knows and the native one does not.
+void check_storage(const aclTensor& t, const char* name) {
+    if (t.storage_dims.empty()) return;
+    std::int64_t storage = 1;
+    for (std::int64_t d : t.storage_dims)
+        if (d < 0 || __builtin_mul_overflow(storage, d, &storage))
+            raise(ErrorCode::invalid_argument, name, ": storage shape has a negative or overflowing dimension");
+    std::int64_t lo = t.offset, hi = t.offset;
+    for (std::size_t d = 0; d < t.view_dims.size(); ++d) {
+        if (t.view_dims[d] <= 0) return;  // an empty (or invalid, reported later) view reads nothing
+        std::int64_t reach = 0;
+        if (__builtin_mul_overflow(t.view_dims[d] - 1, t.strides[d], &reach) ||
+            __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi))
+            raise(ErrorCode::invalid_argument, name, ": view shape, strides and offset overflow int64");
+    }
+    if (lo < 0 || hi >= storage)
+        raise(ErrorCode::invalid_argument, name, ": the view (offset ", t.offset, ") reaches elements [", lo, ", ",
+              hi, "], outside its storage of ", storage, " elements");
+}
+
+}  // namespace
+
+TensorView to_view(const aclTensor* t, const char* name) {
+    TensorView v;
+    if (t == nullptr) return v;
+    const std::size_t rank = t->view_dims.size();
+    if (rank < 1 || rank > static_cast<std::size_t>(kMaxRank))
+        raise(ErrorCode::invalid_argument, name, ": rank ", rank, " is outside [1, ", kMaxRank, "]");
+    v.dtype = to_dtype(t->dtype, name);
+    v.rank = static_cast<int>(rank);
+    for (std::size_t d = 0; d < rank; ++d) {
+        v.shape[d] = t->view_dims[d];
+        v.strides[d] = t->strides[d];
+    }
+    check_storage(*t, name);
+    if (t->data != nullptr) {
+        std::int64_t bytes = 0;
+        if (__builtin_mul_overflow(t->offset, static_cast<std::int64_t>(dtype_size(v.dtype)), &bytes))
+            raise(ErrorCode::invalid_argument, name, ": offset ", t->offset, " overflows int64 bytes");
+        v.data = static_cast<unsigned char*>(t->data) + bytes;
+    }
+    return v;
+}
+
+std::optional<std::vector<std::int64_t>> to_seqlens(const aclIntArray* a) {
+    if (a == nullptr) return std::nullopt;
+    return a->values;
+}
+
+void check_layout(const char* inputLayout) {
+    require(inputLayout, "inputLayout");
+    if (std::strcmp(inputLayout, "TND") != 0)
+        raise(ErrorCode::invalid_argument, "inputLayout = \"", inputLayout, "\" is not supported (only \"TND\")");
+}
+
+}  // namespace opennsa::capi

@@ -1,0 +1,23 @@
+// The host "device": process state, streams and the memory registry shared by src/runtime and
+// src/aclnn.
+#pragma once
+
+#include <memory>
+#include <mutex>
+
+#include "acl/acl_rt.h"
+
+namespace opennsa::capi {
+
+// Work runs when it is launched, on the launching thread (and the library's worker threads). A
+// stream's mutex is held while its work runs, so work on one stream never overlaps and
+// aclrtSynchronizeStream returns once the work in flight on it is done.
+struct Stream {
+    std::mutex running;
+};
+
+// The live stream behind a handle (the default stream for nullptr), or nullptr when the handle is
+// not a live stream. The shared_ptr keeps it alive while work runs even if it is destroyed.
+std::shared_ptr<Stream> find_stream(aclrtStream handle);
+
+}  // namespace opennsa::capi
