@@ -54,7 +54,7 @@ class Sweep : public ::testing::TestWithParam<DType> {};
 
 TEST_P(Sweep, RandomShapesMatchReference) {
     std::mt19937_64 rng(case_seed(1000 + static_cast<int>(GetParam())));
-    for (int i = 0; i < 24; ++i) {
+    for (int i = 0; i < 48; ++i) {
         const Case c = random_case(rng, GetParam());
         check_forward(c);
         check_backward(c);

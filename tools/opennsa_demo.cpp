@@ -1,7 +1,7 @@
 // opennsa-demo: one forward and one backward through the native API on an NSA-shaped problem,
 // checked against the float64 reference, with timing. Exits non-zero if a check fails.
 //
-//   opennsa-demo [--T 512] [--N1 16] [--N2 1] [--Dk 192] [--Dv 128] [--bs 64] [--C 8]
+//   opennsa-demo [--T 1024] [--N1 16] [--N2 1] [--Dk 192] [--Dv 128] [--bs 64] [--C 16]
 //                [--dtype bf16|fp16|fp32] [--no-causal] [--threads N]
 #include <chrono>
 #include <cmath>
@@ -23,7 +23,7 @@ using opennsa::DType;
 using opennsa::TensorView;
 
 struct Options {
-    std::int64_t T = 512, N1 = 16, N2 = 1, Dk = 192, Dv = 128, bs = 64, C = 8;
+    std::int64_t T = 1024, N1 = 16, N2 = 1, Dk = 192, Dv = 128, bs = 64, C = 16;
     DType dtype = DType::bf16;
     bool causal = true;
     int threads = 0;
