@@ -75,6 +75,22 @@ TEST_P(Edge, NoQueryTokensStillZeroesKeyGradients) {
     check_backward(c);
 }
 
+TEST_P(Edge, OnlyPaddingRowsNeedNoWorkspace) {
+    for (std::int64_t pad : {0, 5}) {  // T1 = 0, and T1 = 5 rows that are all padding
+        Case c = base_case(GetParam(), 10);
+        c.q_lens = {0, 0};
+        c.kv_lens = {20, 11};
+        c.varlen = true;
+        c.pad_q = pad;
+        c.pad_kv = 2;
+        Tensors t(c);
+        EXPECT_EQ(opennsa::forward_workspace_bytes(t.forward_args(), t.params), 0u);
+        EXPECT_EQ(opennsa::backward_workspace_bytes(t.backward_args(), t.params), 0u);
+        check_forward(c);
+        check_backward(c);
+    }
+}
+
 TEST_P(Edge, NoKeyTokens) {
     Case c = base_case(GetParam(), 2);
     c.q_lens = {9};

@@ -1,5 +1,6 @@
 // The native API: validate everything, check the topk values, find workspace, run the passes.
 // Nothing is written to an output before all checks have passed.
+#include <cstring>
 #include <memory>
 #include <new>
 #include <string>
@@ -41,19 +42,41 @@ void guarded(Fn&& fn) {
     }
 }
 
+// Zero bits are +0.0 in every float dtype: writes the value SPEC prescribes for outputs that
+// no query contributes to, for any strides.
+void zero_view(const TensorView& t) {
+    const std::size_t elt = dtype_size(t.dtype);
+    for (std::int64_t i = 0; i < t.shape[0]; ++i)
+        for (std::int64_t j = 0; j < t.shape[1]; ++j)
+            for (std::int64_t k = 0; k < t.shape[2]; ++k)
+                std::memset(static_cast<char*>(t.data) +
+                                (i * t.strides[0] + j * t.strides[1] + k * t.strides[2]) * static_cast<std::int64_t>(elt),
+                            0, elt);
+}
+
+// No query row belongs to a batch (T1 = 0, or only padding rows): there is nothing to compute,
+// every output is zero, and no workspace is needed.
+bool no_queries(const detail::Problem& p) { return p.batches.valid_queries() == 0; }
+
 }  // namespace
 
 std::size_t forward_workspace_bytes(const ForwardArgs& args, const Params& params) {
-    return detail::forward_workspace(detail::validate_forward(args, params));
+    const detail::Problem p = detail::validate_forward(args, params);
+    return no_queries(p) ? 0 : detail::forward_workspace(p);
 }
 
 std::size_t backward_workspace_bytes(const BackwardArgs& args, const Params& params) {
-    return detail::backward_workspace(detail::validate_backward(args, params));
+    const detail::Problem p = detail::validate_backward(args, params);
+    return no_queries(p) ? 0 : detail::backward_workspace(p);
 }
 
 void forward(const ForwardArgs& args, const Params& params, std::span<std::byte> workspace) {
     const detail::Problem p = detail::validate_forward(args, params);
     detail::check_topk_values(p);
+    if (no_queries(p)) {
+        for (const TensorView* t : {&p.out, &p.softmax_max, &p.softmax_sum}) zero_view(*t);
+        return;
+    }
     guarded([&] {
         with_workspace(detail::forward_workspace(p), workspace,
                        [&](std::span<std::byte> ws) { detail::run_forward(p, ws); });
@@ -63,6 +86,10 @@ void forward(const ForwardArgs& args, const Params& params, std::span<std::byte>
 void backward(const BackwardArgs& args, const Params& params, std::span<std::byte> workspace) {
     const detail::Problem p = detail::validate_backward(args, params);
     detail::check_topk_values(p);
+    if (no_queries(p)) {
+        for (const TensorView* t : {&p.dq, &p.dk, &p.dv}) zero_view(*t);
+        return;
+    }
     guarded([&] {
         with_workspace(detail::backward_workspace(p), workspace,
                        [&](std::span<std::byte> ws) { detail::run_backward(p, ws); });
