@@ -196,8 +196,20 @@ TEST(Ops, CallerWorkspaceIsUsedAndGivesTheSameBits) {
     Tensors a(c), b(c);
     const std::size_t need = opennsa::forward_workspace_bytes(a.forward_args(), a.params);
     EXPECT_GT(need, 0u);
-    std::vector<std::byte> ws(need);
-    opennsa::forward(a.forward_args(), a.params, ws);
+    // 64-byte aligned, as the API asks; a misaligned span is not used (the library allocates).
+    std::vector<std::byte> storage(need + 64 + 1);
+    auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t{63});
+    auto touched = [&] {
+        for (std::byte x : storage)
+            if (x != std::byte{0}) return true;
+        return false;
+    };
+    opennsa::forward(a.forward_args(), a.params, std::span<std::byte>(aligned + 1, need));
+    EXPECT_TRUE(a.out.fully_written());
+    EXPECT_FALSE(touched()) << "a misaligned workspace was used";
+    a.poison_outputs();
+    opennsa::forward(a.forward_args(), a.params, std::span<std::byte>(aligned, need));
+    EXPECT_TRUE(touched()) << "the caller's workspace was not used";
     opennsa::forward(b.forward_args(), b.params);
     EXPECT_EQ(a.out.bytes, b.out.bytes);
     a.poison_outputs();

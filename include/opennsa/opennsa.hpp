@@ -134,8 +134,9 @@ OPENNSA_API void forward(const ForwardArgs& args, const Params& params);
 // query_grad, key_grad, value_grad <- gradients given out_grad (dO) and the forward's statistics.
 OPENNSA_API void backward(const BackwardArgs& args, const Params& params);
 
-// Optional caller-provided scratch: when `workspace` holds at least *_workspace_bytes(...) bytes,
-// the operators use it instead of allocating. The size depends only on shapes and parameters.
+// Optional caller-provided scratch: when `workspace` holds at least *_workspace_bytes(...) bytes
+// and starts at a 64-byte boundary, the operators use it instead of allocating. The size depends
+// only on shapes and parameters (0 when no query row belongs to a batch).
 OPENNSA_API std::size_t forward_workspace_bytes(const ForwardArgs& args, const Params& params);
 OPENNSA_API std::size_t backward_workspace_bytes(const BackwardArgs& args, const Params& params);
 OPENNSA_API void forward(const ForwardArgs& args, const Params& params, std::span<std::byte> workspace);

@@ -1,5 +1,6 @@
 // The native API: validate everything, check the topk values, find workspace, run the passes.
 // Nothing is written to an output before all checks have passed.
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -15,10 +16,12 @@ struct AlignedFree {
     void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{64}); }
 };
 
-// Runs `pass` on the caller's workspace when it is large enough, else on a fresh allocation.
+// Runs `pass` on the caller's workspace when it is large enough and 64-byte aligned (the
+// workspace layout aligns its pieces relative to the start), else on a fresh allocation.
 template <class Pass>
 void with_workspace(std::size_t need, std::span<std::byte> given, Pass&& pass) {
-    if (given.size() >= need) return pass(given.first(need));
+    if (given.size() >= need && reinterpret_cast<std::uintptr_t>(given.data()) % 64 == 0)
+        return pass(given.first(need));
     std::unique_ptr<std::byte[], AlignedFree> own;
     try {
         own.reset(static_cast<std::byte*>(::operator new[](need, std::align_val_t{64})));
