@@ -108,12 +108,17 @@ Case small_case(std::uint64_t salt, bool causal) {
 }  // namespace
 
 TEST(Reference, ForwardEqualsDenseMaskedAttention) {
+    // The oracle and the library (fp64 and fp32 inputs) against the dense formulation.
     std::mt19937_64 rng(case_seed(101));
-    for (int i = 0; i < 12; ++i) {
-        Case c = random_case(rng, opennsa::DType::f64);
+    for (int i = 0; i < 16; ++i) {
+        const auto dtype = i % 2 ? opennsa::DType::f64 : opennsa::DType::f32;
+        Case c = random_case(rng, dtype);
         Tensors t(c);
+        const auto dense = dense_forward(t);
         const auto ref = opennsa::reference::forward(opennsa::detail::validate_forward(t.forward_args(), t.params));
-        EXPECT_TRUE(close(ref.out, dense_forward(t), 1e-12, "reference out vs dense")) << c.describe();
+        EXPECT_TRUE(close(ref.out, dense, 1e-12, "reference out vs dense")) << c.describe();
+        opennsa::forward(t.forward_args(), t.params);
+        EXPECT_TRUE(close(t.out.dense(), dense, tol_out(dtype), "library out vs dense")) << c.describe();
     }
 }
 
