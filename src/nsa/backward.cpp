@@ -12,6 +12,8 @@
 #include <cmath>
 #include <vector>
 
+#include "nsa/kernels/avx2.hpp"
+#include "nsa/kernels/dispatch.hpp"
 #include "nsa/kernels/portable.hpp"
 #include "nsa/ops.hpp"
 #include "nsa/pack.hpp"
@@ -165,9 +167,7 @@ void backward_impl(const Problem& p, std::span<std::byte> workspace) {
         }
 }
 
-}  // namespace
-
-std::size_t backward_workspace(const Problem& p) {
+std::size_t generic_backward_workspace(const Problem& p) {
     const std::int64_t blocks = make_key_blocks(p).total();
     return with_storage_type(p.dtype, [&](auto* tag) {
         using A = Accum<std::remove_pointer_t<decltype(tag)>>;
@@ -177,7 +177,23 @@ std::size_t backward_workspace(const Problem& p) {
     });
 }
 
+#if defined(__x86_64__)
+// The AVX2 path serves fp16 / bf16 / fp32 where the CPU has it; fp64 stays generic.
+bool use_avx2(const Problem& p) { return p.dtype != DType::f64 && kernel_path() == KernelPath::avx2; }
+#endif
+
+}  // namespace
+
+std::size_t backward_workspace(const Problem& p) {
+    // Sized for either path, so a workspace sized once fits whatever dispatch picks at run time.
+    const std::size_t generic = generic_backward_workspace(p);
+    return p.dtype != DType::f64 && cpu_has_avx2() ? std::max(generic, avx2::backward_workspace(p)) : generic;
+}
+
 void run_backward(const Problem& p, std::span<std::byte> workspace) {
+#if defined(__x86_64__)
+    if (use_avx2(p)) return avx2::run_backward(p, workspace);
+#endif
     with_storage_type(p.dtype, [&](auto* tag) { backward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
 

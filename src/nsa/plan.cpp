@@ -26,11 +26,15 @@ KeyBlocks make_key_blocks(const Problem& p) {
     return kb;
 }
 
-void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index) {
+namespace {
+
+// Counting sort of every (t, n2, slot) that sees at least one key of its block into its
+// (n2, block) cell, in increasing t then slot; `entry(t, slot)` is what the cell stores.
+template <class Entry>
+void fill_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index, Entry&& entry) {
     const std::int64_t nb = blocks.total();
     auto& off = index.offsets;
     std::fill(off.begin(), off.end(), 0);
-    // Visits every (t, n2, slot) that sees at least one key of its block, in increasing t.
     auto for_each_hit = [&](auto&& fn) {
         for (std::int64_t b = 0; b < p.batches.count(); ++b)
             for (std::int64_t t = p.batches.q[b]; t < p.batches.q[b + 1]; ++t) {
@@ -41,16 +45,26 @@ void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex
                         if (x < 0) continue;
                         const Segment s = visible_part(p, row, x);
                         if (s.begin == s.end) continue;
-                        fn(n2 * nb + blocks.first[b] + x, t);
+                        fn(n2 * nb + blocks.first[b] + x, t, j);
                     }
             }
     };
-    for_each_hit([&](std::int64_t cell, std::int64_t) { ++off[cell + 1]; });
+    for_each_hit([&](std::int64_t cell, std::int64_t, std::int64_t) { ++off[cell + 1]; });
     for (std::size_t c = 1; c < off.size(); ++c) off[c] += off[c - 1];
     // Scatter with a running cursor per cell (borrowing offsets[cell] and restoring it after).
-    for_each_hit([&](std::int64_t cell, std::int64_t t) { index.rows[off[cell]++] = t; });
+    for_each_hit([&](std::int64_t cell, std::int64_t t, std::int64_t j) { index.rows[off[cell]++] = entry(t, j); });
     for (std::size_t c = off.size() - 1; c > 0; --c) off[c] = off[c - 1];
     off[0] = 0;
+}
+
+}  // namespace
+
+void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index) {
+    fill_reverse_index(p, blocks, index, [](std::int64_t t, std::int64_t) { return t; });
+}
+
+void build_reverse_index_slots(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index) {
+    fill_reverse_index(p, blocks, index, [&](std::int64_t t, std::int64_t j) { return t * p.C + j; });
 }
 
 }  // namespace opennsa::detail

@@ -67,6 +67,9 @@ struct ReverseIndex {
     }
 };
 void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index);
+// The same cells, each entry t * C + slot (so ascending in t, then slot): which slot of token t
+// named the block, for passes that keep per-slot results.
+void build_reverse_index_slots(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index);
 
 // Carves a workspace into aligned pieces. Used twice with the same sequence of requests: once
 // without memory to size it, once with memory to place the pieces.

@@ -1,0 +1,28 @@
+// Entry points of the AVX2 + FMA path (x86-64). The passes follow the generic ones (same tasks,
+// same ownership of outputs) but compute with register-tiled fp32 microkernels on K/V packed
+// once per call. Callers check kernel_path() first; fp64 never comes here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "nsa/problem.hpp"
+
+namespace opennsa::detail::avx2 {
+
+std::size_t forward_workspace(const Problem& p);
+void run_forward(const Problem& p, std::span<std::byte> workspace);
+
+std::size_t backward_workspace(const Problem& p);
+void run_backward(const Problem& p, std::span<std::byte> workspace);
+
+// Kernel pieces, exposed for unit tests and benchmarks.
+// c[M x N] (+)= a[M x K] * b[K x N]; N a multiple of 8, a strided (row stride lda, unit columns),
+// b rows ldb apart; accumulate=false overwrites c.
+void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
+          std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate);
+// out[i] = exp(in[i]) for n values (any n), the vector polynomial the passes use.
+void exp(const float* in, float* out, std::int64_t n);
+
+}  // namespace opennsa::detail::avx2

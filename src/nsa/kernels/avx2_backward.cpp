@@ -1,0 +1,290 @@
+// Backward pass, AVX2 + FMA path: five matmuls per (query row, selected block) instead of the
+// generic path's seven, by storing dS for a fixed chunk of query tokens.
+//
+// For each chunk of query tokens, in order:
+//   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o);
+//   2. dK/dV step, task = (kv head, key block): the chunk's (token, slot) entries of the reverse
+//      index, times the G heads, form the rows of S = Q K_blk^T and dP = dO V_blk^T (tiles of
+//      kRowTile rows); P and dS = P (dP - D) follow elementwise; dV += P^T dO and dK += dS^T Q
+//      accumulate in fp32 rows that persist across chunks; dS is written to the chunk's store;
+//   3. dQ step, task = (kv head, kQueryTokens tokens): dQ[G x Dk] = sum over slots, in slot
+//      order, dS_slot[G x bs] K_blk.
+// Finally dk = scale * acc and dv = acc are rounded once. Chunks run one after another and every
+// accumulator row is owned by one task per chunk, reduced in a fixed order: the same bits for
+// any thread count. Extra memory: the fp32 accumulators, K/V packed as fp32, and one chunk.
+#include "nsa/kernels/avx2.hpp"
+
+#if defined(__x86_64__)
+#include <cmath>
+#include <vector>
+
+#include "nsa/kernels/avx2_core.hpp"
+
+namespace opennsa::detail::avx2 {
+namespace {
+
+using tiles::kRowTile;
+
+// Sizes derived from the problem alone.
+struct BackwardLayout {
+    KeyBlocks blocks;
+    std::int64_t nb, bsp, Dkp, Dvp;
+    std::int64_t chunk;  // query tokens per chunk
+    explicit BackwardLayout(const Problem& p)
+        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
+        const std::int64_t per_token = std::max<std::int64_t>(1, p.N1 * p.C * bsp * 4);
+        chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDsChunkBytes / per_token / tiles::kQueryTokens *
+                                                                tiles::kQueryTokens);
+        chunk = std::min(chunk, std::max<std::int64_t>(tiles::kQueryTokens, tiles::padded(p.T1)));
+    }
+};
+
+struct RowStats {
+    float mx, inv_sum, delta;
+};
+
+struct BackwardWs {
+    std::span<float> krows;  // [N2][T2][Dkp]
+    std::span<float> kt;     // [N2][nb][Dk][bsp]
+    std::span<float> vt;     // [N2][nb][Dv][bsp]
+    std::span<float> dk, dv; // accumulators [N2][T2][Dkp], [N2][T2][Dvp]
+    ReverseIndex index;      // entries t * C + slot
+    std::span<float> q, dO;  // chunk rows [chunk][N1][Dkp], [chunk][N1][Dvp]
+    std::span<RowStats> stats;  // [chunk][N1]
+    std::span<float> ds;     // [chunk][N1][C][bsp]
+};
+
+BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) {
+    BackwardWs w;
+    w.krows = c.take<float>(p.N2 * p.T2 * l.Dkp);
+    w.kt = c.take<float>(p.N2 * l.nb * p.Dk * l.bsp);
+    w.vt = c.take<float>(p.N2 * l.nb * p.Dv * l.bsp);
+    w.dk = c.take<float>(p.N2 * p.T2 * l.Dkp);
+    w.dv = c.take<float>(p.N2 * p.T2 * l.Dvp);
+    w.index.offsets = c.take<std::int64_t>(p.N2 * l.nb + 1);
+    w.index.rows = c.take<std::int64_t>(p.T1 * p.N2 * p.C);
+    w.q = c.take<float>(l.chunk * p.N1 * l.Dkp);
+    w.dO = c.take<float>(l.chunk * p.N1 * l.Dvp);
+    w.stats = c.take<RowStats>(l.chunk * p.N1);
+    w.ds = c.take<float>(l.chunk * p.N1 * p.C * l.bsp);
+    return w;
+}
+
+// Per-worker scratch of the dK/dV step.
+struct BlockScratch {
+    const float** q;   // [kRowTile] row pointers into the chunk
+    const float** dO;  // [kRowTile]
+    float** ds;        // [kRowTile] where each row's dS goes in the chunk store
+    RowStats* stats;   // [kRowTile]
+    std::int64_t* vis; // [kRowTile] visible keys of the block for the row
+    float* s;          // [kRowTile][bsp]: S, then P
+    float* dp;         // [kRowTile][bsp]: dP, then dS
+};
+
+// P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
+NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std::int64_t rows, float scale) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const RowStats st = w.stats[r];
+        const __m256 mx = _mm256_set1_ps(st.mx), inv = _mm256_set1_ps(st.inv_sum), d = _mm256_set1_ps(st.delta);
+        float* s = w.s + r * l.bsp;
+        float* dp = w.dp + r * l.bsp;
+        for (std::int64_t j0 = 0; j0 < l.bsp; j0 += kLanes) {
+            const __m256 x = _mm256_fmsub_ps(_mm256_loadu_ps(s + j0), vscale, mx);
+            const __m256 pr = _mm256_and_ps(_mm256_mul_ps(exp_ps(x), inv), lanes_below(j0, w.vis[r]));
+            const __m256 ds = _mm256_mul_ps(pr, _mm256_sub_ps(_mm256_loadu_ps(dp + j0), d));
+            _mm256_storeu_ps(s + j0, pr);
+            _mm256_storeu_ps(dp + j0, ds);
+            _mm256_storeu_ps(w.ds[r] + j0, ds);
+        }
+    }
+}
+
+// dK/dV step for key block gb of kv head n2 over the chunk's tokens [c0, c1).
+NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
+                         std::int64_t gb, std::int64_t c0, std::int64_t c1, const BlockScratch& w) {
+    const std::span<const std::int64_t> all = ws.index.of(n2, l.nb, gb);
+    const auto lo = std::lower_bound(all.begin(), all.end(), c0 * p.C);
+    const auto hi = std::lower_bound(lo, all.end(), c1 * p.C);
+    if (lo == hi) return;
+    const std::int64_t b = (std::upper_bound(l.blocks.first.begin(), l.blocks.first.end(), gb) - l.blocks.first.begin()) - 1;
+    const std::int64_t x = gb - l.blocks.first[b];
+    const QueryRow batch_row{b, 0, p.batches.kv[b], p.batches.key_count(b)};
+    const std::int64_t keys = std::min(p.bs, batch_row.S2 - x * p.bs);
+    const std::int64_t key0 = n2 * p.T2 + batch_row.kv0 + x * p.bs;
+    const float* kt = ws.kt.data() + (n2 * l.nb + gb) * p.Dk * l.bsp;
+    const float* vt = ws.vt.data() + (n2 * l.nb + gb) * p.Dv * l.bsp;
+    float* dk = ws.dk.data() + key0 * l.Dkp;
+    float* dv = ws.dv.data() + key0 * l.Dvp;
+    const std::int64_t total = (hi - lo) * p.G;
+    for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
+        const std::int64_t rows = std::min(kRowTile, total - r0);
+        for (std::int64_t r = 0; r < rows; ++r) {
+            const std::int64_t e = lo[(r0 + r) / p.G];
+            const std::int64_t t = e / p.C, slot = e % p.C;
+            const std::int64_t h = n2 * p.G + (r0 + r) % p.G;
+            const std::int64_t cell = (t - c0) * p.N1 + h;
+            QueryRow row = batch_row;
+            row.pos = t - p.batches.q[b];
+            const Segment seg = visible_part(p, row, x);
+            w.q[r] = ws.q.data() + cell * l.Dkp;
+            w.dO[r] = ws.dO.data() + cell * l.Dvp;
+            w.ds[r] = ws.ds.data() + (cell * p.C + slot) * l.bsp;
+            w.stats[r] = ws.stats[static_cast<std::size_t>(cell)];
+            w.vis[r] = seg.end - seg.begin;
+        }
+        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{kt, l.bsp}, w.s, l.bsp, false);
+        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{vt, l.bsp}, w.dp, l.bsp, false);
+        probabilities(l, w, rows, static_cast<float>(p.scale));
+        gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, dv, l.Dvp, true);
+        gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, dk, l.Dkp, true);
+    }
+}
+
+// dQ step for tokens [t0, t1) of the chunk starting at c0, kv head n2. acc: [G][Dkp].
+template <class S>
+NSA_AVX2 void dq_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
+                      std::int64_t c0, std::int64_t t0, std::int64_t t1, float* acc) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+        const QueryRow row = locate_query(p, t);
+        bool any = false;
+        if (row.batch >= 0)
+            for (std::int64_t j = 0; j < p.C; ++j) {
+                const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
+                if (x < 0) continue;
+                const Segment seg = visible_part(p, row, x);
+                if (seg.end == seg.begin) continue;
+                const float* ds = ws.ds.data() + (((t - c0) * p.N1 + n2 * p.G) * p.C + j) * l.bsp;
+                const float* k = ws.krows.data() + (n2 * p.T2 + row.kv0 + x * p.bs) * l.Dkp;
+                gemm_tiles(p.G, l.Dkp, seg.end - seg.begin, StridedA{ds, p.C * l.bsp, 1}, StridedB{k, l.Dkp}, acc,
+                           l.Dkp, any);
+                any = true;
+            }
+        for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
+            if (any)
+                store_row<S>(p.dq, t, h, acc + (h - n2 * p.G) * l.Dkp, static_cast<float>(p.scale), p.Dk);
+            else  // padding row or nothing visible
+                store_zero_row<S>(p.dq, t, h, p.Dk);
+        }
+    }
+}
+
+// Chunk rows as fp32 and the row statistics D = dO.o, max, 1/sum, for valid tokens [c0, c1).
+template <class S>
+void pack_chunk(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t c0, std::int64_t c1,
+                std::vector<float>& o_rows, int threads) {
+    parallel_for(c1 - c0, threads, [&](std::int64_t i, int worker) {
+        const std::int64_t t = c0 + i;
+        float* o = o_rows.data() + worker * p.Dv;
+        for (std::int64_t h = 0; h < p.N1; ++h) {
+            float* q = ws.q.data() + (i * p.N1 + h) * l.Dkp;
+            float* dO = ws.dO.data() + (i * p.N1 + h) * l.Dvp;
+            load_row<S>(p.q, t, h, q, p.Dk);
+            std::fill(q + p.Dk, q + l.Dkp, 0.0f);
+            load_row<S>(p.out_grad, t, h, dO, p.Dv);
+            std::fill(dO + p.Dv, dO + l.Dvp, 0.0f);
+            load_row<S>(p.out, t, h, o, p.Dv);
+            ws.stats[static_cast<std::size_t>(i * p.N1 + h)] = {*element<const float>(p.softmax_max, t, h, 0),
+                                                                1.0f / *element<const float>(p.softmax_sum, t, h, 0),
+                                                                dot(dO, o, p.Dv)};
+        }
+    });
+}
+
+template <class S>
+void backward_typed(const Problem& p, std::span<std::byte> workspace) {
+    const BackwardLayout l(p);
+    Carver carver(workspace.data());
+    BackwardWs ws = carve_backward(p, l, carver);
+    const int threads = thread_count();
+
+    pack_rows<S>(p.k, p.T2, p.N2, p.Dk, l.Dkp, ws.krows.data(), threads);
+    pack_panels<S>(p, l.blocks, p.k, p.Dk, ws.kt.data(), threads);
+    pack_panels<S>(p, l.blocks, p.v, p.Dv, ws.vt.data(), threads);
+    parallel_for(p.N2, threads, [&](std::int64_t n2, int) {
+        std::fill_n(ws.dk.data() + n2 * p.T2 * l.Dkp, p.T2 * l.Dkp, 0.0f);
+        std::fill_n(ws.dv.data() + n2 * p.T2 * l.Dvp, p.T2 * l.Dvp, 0.0f);
+    });
+    build_reverse_index_slots(p, l.blocks, ws.index);
+
+    // Per-worker scratch.
+    const std::size_t tw = static_cast<std::size_t>(threads);
+    std::vector<const float*> qptr(tw * kRowTile), doptr(tw * kRowTile);
+    std::vector<float*> dsptr(tw * kRowTile);
+    std::vector<RowStats> stats(tw * kRowTile);
+    std::vector<std::int64_t> vis(tw * kRowTile);
+    std::vector<float> tiles_f(tw * static_cast<std::size_t>(2 * kRowTile * l.bsp));
+    std::vector<float> dq_acc(tw * static_cast<std::size_t>(p.G * l.Dkp));
+    std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
+
+    const std::int64_t valid = p.batches.valid_queries();
+    for (std::int64_t c0 = 0; c0 < p.T1; c0 += l.chunk) {
+        const std::int64_t c1 = std::min(c0 + l.chunk, p.T1);
+        const std::int64_t v1 = std::min(c1, valid);
+        if (c0 < v1) {
+            pack_chunk<S>(p, l, ws, c0, v1, o_rows, threads);
+            parallel_for(p.N2 * l.nb, threads, [&](std::int64_t task, int worker) {
+                const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
+                float* f = tiles_f.data() + static_cast<std::size_t>(worker) * 2 * kRowTile * l.bsp;
+                const BlockScratch w{qptr.data() + o, doptr.data() + o, dsptr.data() + o, stats.data() + o,
+                                     vis.data() + o, f, f + kRowTile * l.bsp};
+                block_step(p, l, ws, task / l.nb, task % l.nb, c0, v1, w);
+            });
+        }
+        const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
+        parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
+            const std::int64_t t0 = c0 + (task / p.N2) * tiles::kQueryTokens;
+            dq_step<S>(p, l, ws, task % p.N2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
+                       dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.G * l.Dkp));
+        });
+    }
+
+    // Round the accumulators once; key rows past the last batch belong to no block.
+    constexpr std::int64_t kRows = 64;
+    const std::int64_t parts = (p.T2 + kRows - 1) / kRows;
+    const std::int64_t valid_keys = p.batches.valid_keys();
+    parallel_for(p.N2 * parts, threads, [&](std::int64_t task, int) {
+        const std::int64_t n2 = task % p.N2;
+        for (std::int64_t t = (task / p.N2) * kRows; t < std::min((task / p.N2 + 1) * kRows, p.T2); ++t) {
+            if (t >= valid_keys) {
+                store_zero_row<S>(p.dk, t, n2, p.Dk);
+                store_zero_row<S>(p.dv, t, n2, p.Dv);
+                continue;
+            }
+            store_row<S>(p.dk, t, n2, ws.dk.data() + (n2 * p.T2 + t) * l.Dkp, static_cast<float>(p.scale), p.Dk);
+            store_row<S>(p.dv, t, n2, ws.dv.data() + (n2 * p.T2 + t) * l.Dvp, 1.0f, p.Dv);
+        }
+    });
+}
+
+}  // namespace
+
+std::size_t backward_workspace(const Problem& p) {
+    Carver c;
+    carve_backward(p, BackwardLayout(p), c);
+    return c.size();
+}
+
+void run_backward(const Problem& p, std::span<std::byte> workspace) {
+    with_float_storage(p.dtype, [&](auto* tag) { backward_typed<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
+}
+
+void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
+          std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
+    gemm_tiles(M, N, K, StridedA{a, lda, 1}, StridedB{b, ldb}, c, ldc, accumulate);
+}
+
+NSA_AVX2 void exp(const float* in, float* out, std::int64_t n) {
+    std::int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(out + i, exp_ps(_mm256_loadu_ps(in + i)));
+    if (i < n) {
+        float tail[kLanes] = {};
+        std::copy(in + i, in + n, tail);
+        _mm256_storeu_ps(tail, exp_ps(_mm256_loadu_ps(tail)));
+        std::copy(tail, tail + (n - i), out + i);
+    }
+}
+
+}  // namespace opennsa::detail::avx2
+
+#endif  // __x86_64__

@@ -1,0 +1,209 @@
+// AVX2 + FMA building blocks: the register-tiled fp32 microkernel, the vector exp, and packing of
+// K / V into the layouts the microkernel reads. Only for the avx2_*.cpp translation units, which
+// include it last: every function here carries NSA_AVX2 (a per-function target, so the rest of the
+// library, and any inline function shared with it, stays baseline x86-64) and sits in an
+// internal namespace, so no AVX2 code can leak into the portable path through the linker.
+#pragma once
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "nsa/kernels/portable.hpp"
+#include "nsa/kernels/tiles.hpp"
+#include "nsa/plan.hpp"
+#include "nsa/threading.hpp"
+
+#define NSA_AVX2 __attribute__((target("avx2,fma")))
+
+namespace opennsa::detail::avx2 {
+namespace {
+
+using tiles::kLanes;
+using tiles::kMR;
+using tiles::kNR;
+using tiles::padded;
+
+// Operand access. The microkernel broadcasts A(i, k) and loads rows of B as vectors.
+struct StridedA {  // A(i, k) = p[i * rs + k * cs]
+    const float* p;
+    std::int64_t rs, cs;
+    const float* row(std::int64_t i) const noexcept { return p + i * rs; }
+};
+struct GatheredA {  // A(i, k) = rows[i][k]
+    const float* const* rows;
+    static constexpr std::int64_t cs = 1;
+    const float* row(std::int64_t i) const noexcept { return rows[i]; }
+};
+struct StridedB {  // B(k, :) = p + k * ld
+    const float* p;
+    std::int64_t ld;
+    const float* row(std::int64_t k) const noexcept { return p + k * ld; }
+};
+struct GatheredB {  // B(k, :) = rows[k]
+    const float* const* rows;
+    const float* row(std::int64_t k) const noexcept { return rows[k]; }
+};
+
+// c[MR x NR*8] (+)= sum_k A(i, k) B(k, j0 + j). The k order is ascending for every element, so a
+// result does not depend on which tile computed it.
+template <int MR, int NR, class B>
+NSA_AVX2 inline void micro(std::int64_t K, const float* const* a, std::int64_t acs, const B& b, std::int64_t j0,
+                           float* c, std::int64_t ldc, bool accumulate) {
+    __m256 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j)
+            acc[i][j] = accumulate ? _mm256_loadu_ps(c + i * ldc + j * kLanes) : _mm256_setzero_ps();
+    const float* ap[MR];
+    for (int i = 0; i < MR; ++i) ap[i] = a[i];
+    for (std::int64_t k = 0; k < K; ++k) {
+        const float* br = b.row(k) + j0;
+        __m256 bv[NR];
+        for (int j = 0; j < NR; ++j) bv[j] = _mm256_loadu_ps(br + j * kLanes);
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(ap[i]);
+            ap[i] += acs;
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) _mm256_storeu_ps(c + i * ldc + j * kLanes, acc[i][j]);
+}
+
+template <int NR, class B>
+NSA_AVX2 inline void micro_rows(int rows, std::int64_t K, const float* const* a, std::int64_t acs, const B& b,
+                                std::int64_t j0, float* c, std::int64_t ldc, bool accumulate) {
+    switch (rows) {
+        case 6: return micro<6, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        case 5: return micro<5, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        case 4: return micro<4, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        case 3: return micro<3, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        case 2: return micro<2, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        default: return micro<1, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+    }
+}
+
+// C[M x N] (+)= A[M x K] B[K x N], N a multiple of 8 (packed rows are zero-padded to it).
+// Column panels outside, row tiles inside: a B panel (K x 16) is reused from L1 by every row tile.
+template <class A, class B>
+NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A& a, const B& b, float* c,
+                         std::int64_t ldc, bool accumulate) {
+    if (K == 0 && accumulate) return;
+    for (std::int64_t j0 = 0; j0 < N; j0 += kNR * kLanes) {
+        const bool full = j0 + kNR * kLanes <= N;
+        for (std::int64_t i0 = 0; i0 < M; i0 += kMR) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(kMR, M - i0));
+            const float* ap[kMR];
+            for (int i = 0; i < rows; ++i) ap[i] = a.row(i0 + i);
+            float* ct = c + i0 * ldc + j0;
+            if (full)
+                micro_rows<kNR>(rows, K, ap, a.cs, b, j0, ct, ldc, accumulate);
+            else
+                micro_rows<1>(rows, K, ap, a.cs, b, j0, ct, ldc, accumulate);
+        }
+    }
+}
+
+// exp(x) for x <= 0 or moderate x: 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6
+// polynomial (Cephes expf coefficients), about 1 ulp. Fixed instruction sequence: the same bits
+// in every thread and run. Inputs are clamped to [-87.3, 88.7], so exp(-inf) is 2^-126, not 0:
+// the passes mask invisible keys explicitly.
+NSA_AVX2 inline __m256 exp_ps(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.72283f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n: n in [-126, 128]; split it in two factors so n = 128 does not overflow the exponent.
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i half = _mm256_srai_epi32(ni, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+}
+
+// Lanes [0, 8) whose column index j0 + lane is below `limit`.
+NSA_AVX2 inline __m256 lanes_below(std::int64_t j0, std::int64_t limit) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lim = _mm256_set1_epi32(static_cast<int>(std::clamp<std::int64_t>(limit - j0, -1, 8)));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(lim, lane));
+}
+
+// Fixed-order horizontal reductions.
+NSA_AVX2 inline float hsum(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+NSA_AVX2 inline float hmax(__m256 v) {
+    const __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+}
+
+// Calls fn(tag) with a null pointer of the storage type of an fp16 / bf16 / fp32 problem (the
+// fp64 path never comes here).
+template <class Fn>
+void with_float_storage(DType t, Fn&& fn) {
+    with_storage_type(t, [&](auto* tag) {
+        if constexpr (!std::is_same_v<std::remove_pointer_t<decltype(tag)>, double>) fn(tag);
+    });
+}
+
+// ---- packing (plain C++; done once per call or per chunk) ----------------------------------
+
+// out[n][t][0, Dp) = row (t, n) of src as fp32, zero-padded from D to Dp. Tasks of 64 rows.
+template <class S>
+void pack_rows(const TensorView& src, std::int64_t T, std::int64_t N, std::int64_t D, std::int64_t Dp, float* out,
+               int threads) {
+    constexpr std::int64_t kRows = 64;
+    const std::int64_t chunks = (T + kRows - 1) / kRows;
+    parallel_for(chunks * N, threads, [&](std::int64_t task, int) {
+        const std::int64_t n = task % N;
+        const std::int64_t t0 = (task / N) * kRows;
+        for (std::int64_t t = t0; t < std::min(t0 + kRows, T); ++t) {
+            float* row = out + (n * T + t) * Dp;
+            load_row<S>(src, t, n, row, D);
+            std::fill(row + D, row + Dp, 0.0f);
+        }
+    });
+}
+
+// Transposed block panels: out[n][block][d][0, bsp) = src[key0 + i, n, d] for the block's keys,
+// zero for i past the block or past its batch. The microkernel reads them as B rows of S = Q K^T.
+template <class S>
+void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t D, float* out,
+                 int threads) {
+    const std::int64_t nb = blocks.total();
+    const std::int64_t bsp = padded(p.bs);
+    parallel_for(p.N2 * nb, threads, [&](std::int64_t task, int) {
+        const std::int64_t n = task / nb;
+        const std::int64_t gb = task % nb;
+        const std::int64_t b = (std::upper_bound(blocks.first.begin(), blocks.first.end(), gb) - blocks.first.begin()) - 1;
+        const std::int64_t x = gb - blocks.first[b];
+        const std::int64_t rows = std::min(p.bs, p.batches.key_count(b) - x * p.bs);
+        const std::int64_t key0 = p.batches.kv[b] + x * p.bs;
+        float* panel = out + task * D * bsp;
+        std::fill(panel, panel + D * bsp, 0.0f);
+        const std::int64_t stride = src.strides[2];
+        for (std::int64_t i = 0; i < rows; ++i) {
+            const S* s = element<const S>(src, key0 + i, n, 0);
+            for (std::int64_t d = 0; d < D; ++d) panel[d * bsp + i] = load_acc(s + d * stride);
+        }
+    });
+}
+
+}  // namespace
+}  // namespace opennsa::detail::avx2
+
+#endif  // __x86_64__

@@ -1,0 +1,162 @@
+// Forward pass, AVX2 + FMA path. Same tasks as the generic forward (kv head x kQueryTokens query
+// tokens; each (token, head) row computed by one task), but the G heads of a kv head form one
+// matrix: for every selected block, S[G x bs] = Q[G x Dk] K_blk^T from a transposed K panel,
+// then a vectorised softmax over all slots, then O[G x Dv] = sum_slots P_blk V_blk, so each
+// block's K and V are read once for all G heads.
+#include "nsa/kernels/avx2.hpp"
+
+#if defined(__x86_64__)
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "nsa/kernels/avx2_core.hpp"
+
+namespace opennsa::detail::avx2 {
+namespace {
+
+struct ForwardLayout {
+    KeyBlocks blocks;
+    std::int64_t nb, bsp, Dkp, Dvp;
+    explicit ForwardLayout(const Problem& p)
+        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {}
+};
+
+struct ForwardPacked {
+    std::span<float> kt;  // [N2][nb][Dk][bsp] transposed key panels
+    std::span<float> v;   // [N2][T2][Dvp] value rows
+};
+
+ForwardPacked carve_forward(const Problem& p, const ForwardLayout& l, Carver& c) {
+    return {c.take<float>(p.N2 * l.nb * p.Dk * l.bsp), c.take<float>(p.N2 * p.T2 * l.Dvp)};
+}
+
+// A visible slot of the token being computed: its K panel, its V rows, how many keys it shows.
+struct Slot {
+    const float* kt;
+    const float* v;
+    std::int64_t vis;
+};
+
+struct ForwardScratch {
+    float* q;    // [G][Dkp]
+    float* s;    // [G][C * bsp] scores, then probabilities
+    float* o;    // [G][Dvp]
+    float* inv;  // [G] 1 / sum
+    Slot* slots; // [C]
+};
+
+// Softmax of one row over its slots, in place: returns the row max and sum (SPEC 5).
+NSA_AVX2 void softmax_row(float* s, const Slot* slots, int nslots, std::int64_t bsp, float scale, float* mx_out,
+                          float* sum_out) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    __m256 mx = ninf;
+    for (int k = 0; k < nslots; ++k)
+        for (std::int64_t j0 = 0; j0 < bsp; j0 += kLanes) {
+            float* at = s + k * bsp + j0;
+            const __m256 v = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(at), vscale),
+                                              lanes_below(j0, slots[k].vis));
+            _mm256_storeu_ps(at, v);
+            mx = _mm256_max_ps(mx, v);
+        }
+    const float m = hmax(mx);
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (int k = 0; k < nslots; ++k)
+        for (std::int64_t j0 = 0; j0 < bsp; j0 += kLanes) {
+            float* at = s + k * bsp + j0;
+            const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_loadu_ps(at), vm)), lanes_below(j0, slots[k].vis));
+            _mm256_storeu_ps(at, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+    *mx_out = m;
+    *sum_out = hsum(sum);
+}
+
+template <class S>
+NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const ForwardPacked& pk, std::int64_t n2,
+                             std::int64_t t0, const ForwardScratch& w) {
+    const float scale = static_cast<float>(p.scale);
+    for (std::int64_t t = t0; t < std::min(t0 + tiles::kQueryTokens, p.T1); ++t) {
+        const QueryRow row = locate_query(p, t);
+        int nslots = 0;
+        if (row.batch >= 0)
+            for (std::int64_t j = 0; j < p.C; ++j) {
+                const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
+                if (x < 0) continue;
+                const Segment seg = visible_part(p, row, x);
+                if (seg.end == seg.begin) continue;
+                const std::int64_t gb = l.blocks.first[row.batch] + x;
+                w.slots[nslots++] = {pk.kt.data() + (n2 * l.nb + gb) * p.Dk * l.bsp,
+                                     pk.v.data() + (n2 * p.T2 + row.kv0 + x * p.bs) * l.Dvp, seg.end - seg.begin};
+            }
+        if (nslots == 0) {  // padding row or nothing visible: out = max = sum = 0
+            for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
+                store_zero_row<S>(p.out, t, h, p.Dv);
+                store_stat(p.softmax_max, t, h, 0.0f);
+                store_stat(p.softmax_sum, t, h, 0.0f);
+            }
+            continue;
+        }
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            float* q = w.q + g * l.Dkp;
+            load_row<S>(p.q, t, n2 * p.G + g, q, p.Dk);
+            std::fill(q + p.Dk, q + l.Dkp, 0.0f);
+        }
+        const std::int64_t lds = nslots * l.bsp;
+        for (int k = 0; k < nslots; ++k)
+            gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1}, StridedB{w.slots[k].kt, l.bsp}, w.s + k * l.bsp, lds,
+                       false);
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            float mx = 0, sum = 0;
+            softmax_row(w.s + g * lds, w.slots, nslots, l.bsp, scale, &mx, &sum);
+            const std::int64_t h = n2 * p.G + g;
+            store_stat(p.softmax_max, t, h, mx);
+            store_stat(p.softmax_sum, t, h, sum);
+            w.inv[g] = 1.0f / sum;
+        }
+        for (int k = 0; k < nslots; ++k)
+            gemm_tiles(p.G, l.Dvp, w.slots[k].vis, StridedA{w.s + k * l.bsp, lds, 1}, StridedB{w.slots[k].v, l.Dvp},
+                       w.o, l.Dvp, k > 0);
+        for (std::int64_t g = 0; g < p.G; ++g)
+            store_row<S>(p.out, t, n2 * p.G + g, w.o + g * l.Dvp, w.inv[g], p.Dv);
+    }
+}
+
+template <class S>
+void forward_typed(const Problem& p, std::span<std::byte> workspace) {
+    const ForwardLayout l(p);
+    Carver carver(workspace.data());
+    const ForwardPacked pk = carve_forward(p, l, carver);
+    const int threads = thread_count();
+    pack_panels<S>(p, l.blocks, p.k, p.Dk, pk.kt.data(), threads);
+    pack_rows<S>(p.v, p.T2, p.N2, p.Dv, l.Dvp, pk.v.data(), threads);
+
+    const std::int64_t per_worker = p.G * (l.Dkp + p.C * l.bsp + l.Dvp + 1);
+    std::vector<float> scratch(static_cast<std::size_t>(threads * per_worker));
+    std::vector<Slot> slots(static_cast<std::size_t>(threads * p.C));
+    const std::int64_t groups = (p.T1 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
+    parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
+        float* base = scratch.data() + worker * per_worker;
+        float* o = base + p.G * (l.Dkp + p.C * l.bsp);
+        const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C};
+        forward_tokens<S>(p, l, pk, task % p.N2, (task / p.N2) * tiles::kQueryTokens, w);
+    });
+}
+
+}  // namespace
+
+std::size_t forward_workspace(const Problem& p) {
+    Carver c;
+    carve_forward(p, ForwardLayout(p), c);
+    return c.size();
+}
+
+void run_forward(const Problem& p, std::span<std::byte> workspace) {
+    with_float_storage(p.dtype, [&](auto* tag) { forward_typed<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
+}
+
+}  // namespace opennsa::detail::avx2
+
+#endif  // __x86_64__
