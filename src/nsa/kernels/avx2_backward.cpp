@@ -15,6 +15,7 @@
 #include "nsa/kernels/avx2.hpp"
 
 #if defined(__x86_64__)
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -24,6 +25,8 @@ namespace opennsa::detail::avx2 {
 namespace {
 
 using tiles::kRowTile;
+
+std::atomic<std::int64_t> chunk_override{0};
 
 // Sizes derived from the problem alone.
 struct BackwardLayout {
@@ -36,6 +39,7 @@ struct BackwardLayout {
         chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDsChunkBytes / per_token / tiles::kQueryTokens *
                                                                 tiles::kQueryTokens);
         chunk = std::min(chunk, std::max<std::int64_t>(tiles::kQueryTokens, tiles::padded(p.T1)));
+        if (const std::int64_t forced = chunk_override.load(std::memory_order_relaxed); forced > 0) chunk = forced;
     }
 };
 
@@ -268,6 +272,8 @@ std::size_t backward_workspace(const Problem& p) {
 void run_backward(const Problem& p, std::span<std::byte> workspace) {
     with_float_storage(p.dtype, [&](auto* tag) { backward_typed<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
+
+void set_chunk_tokens_for_testing(std::int64_t tokens) noexcept { chunk_override = tokens; }
 
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
           std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {

@@ -1,0 +1,261 @@
+// Every compute path the CPU offers (forced with OPENNSA_KERNEL) against the fp64 reference and
+// bitwise across thread counts, on the shapes the SIMD paths handle specially; plus unit tests
+// of the AVX2 microkernel's tile edges and of its vector exp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <vector>
+
+#include "nsa/kernels/avx2.hpp"
+#include "nsa/kernels/dispatch.hpp"
+#include "support.hpp"
+
+using namespace nsa_test;
+using opennsa::DType;
+using opennsa::detail::KernelPath;
+
+namespace {
+
+struct PathParam {
+    const char* path;
+    DType dtype;
+};
+
+std::string param_name(const ::testing::TestParamInfo<PathParam>& info) {
+    return std::string(info.param.path) + "_" + opennsa::dtype_name(info.param.dtype);
+}
+
+class Paths : public ::testing::TestWithParam<PathParam> {
+protected:
+    void SetUp() override {
+        if (std::string(GetParam().path) == "avx2" && !opennsa::detail::cpu_has_avx2())
+            GTEST_SKIP() << "this CPU has no AVX2 + FMA";
+        ::setenv("OPENNSA_KERNEL", GetParam().path, 1);
+        ASSERT_STREQ(opennsa::detail::kernel_path_name(opennsa::detail::kernel_path()), GetParam().path);
+    }
+    void TearDown() override {
+        ::unsetenv("OPENNSA_KERNEL");
+        opennsa::set_num_threads(0);
+#if defined(__x86_64__)
+        opennsa::detail::avx2::set_chunk_tokens_for_testing(0);
+#endif
+    }
+
+    Case base(std::uint64_t salt) const {
+        Case c;
+        c.dtype = GetParam().dtype;
+        c.seed = case_seed(salt);
+        return c;
+    }
+
+    // Forward and backward vs the reference, then the same bits with 2 and 3 threads (and, on the
+    // AVX2 path, with the smallest dS chunk, so several chunks run).
+    void check(const Case& c, const std::function<void(Tensors&)>& edit = {}) const {
+        SCOPED_TRACE(c.describe());
+        Tensors t(c);
+        if (edit) edit(t);
+        const auto fp = opennsa::detail::validate_forward(t.forward_args(), t.params);
+        const auto fref = opennsa::reference::forward(fp);
+        opennsa::set_num_threads(1);
+        opennsa::forward(t.forward_args(), t.params);
+        ASSERT_TRUE(t.out.fully_written());
+        EXPECT_TRUE(close(t.out.dense(), fref.out, tol_out(c.dtype), "out"));
+        EXPECT_TRUE(stats_ok(t, fref));
+        const auto out1 = t.out.bytes, max1 = t.smax.bytes, sum1 = t.ssum.bytes;
+        for (int threads : {2, 3}) {
+            opennsa::set_num_threads(threads);
+            t.poison_outputs();
+            opennsa::forward(t.forward_args(), t.params);
+            EXPECT_EQ(t.out.bytes, out1) << threads << " threads";
+            EXPECT_EQ(t.smax.bytes, max1) << threads << " threads";
+            EXPECT_EQ(t.ssum.bytes, sum1) << threads << " threads";
+        }
+
+        t.poison_outputs();
+        t.set_forward_from_reference();
+        const auto bref = opennsa::reference::backward(opennsa::detail::validate_backward(t.backward_args(), t.params));
+        opennsa::set_num_threads(1);
+        opennsa::backward(t.backward_args(), t.params);
+        ASSERT_TRUE(t.dq.fully_written());
+        ASSERT_TRUE(t.dk.fully_written());
+        ASSERT_TRUE(t.dv.fully_written());
+        const double tol = tol_grad(c.dtype);
+        EXPECT_TRUE(close(t.dq.dense(), bref.dq, tol, "dq"));
+        EXPECT_TRUE(close(t.dk.dense(), bref.dk, tol, "dk"));
+        EXPECT_TRUE(close(t.dv.dense(), bref.dv, tol, "dv"));
+        const auto dq1 = t.dq.bytes, dk1 = t.dk.bytes, dv1 = t.dv.bytes;
+        auto same_grads = [&](const char* what) {
+            t.dq.poison();
+            t.dk.poison();
+            t.dv.poison();
+            opennsa::backward(t.backward_args(), t.params);
+            EXPECT_EQ(t.dq.bytes, dq1) << what;
+            EXPECT_EQ(t.dk.bytes, dk1) << what;
+            EXPECT_EQ(t.dv.bytes, dv1) << what;
+        };
+        for (int threads : {2, 3}) {
+            opennsa::set_num_threads(threads);
+            same_grads(threads == 2 ? "2 threads" : "3 threads");
+        }
+#if defined(__x86_64__)
+        if (std::string(GetParam().path) == "avx2") {
+            opennsa::detail::avx2::set_chunk_tokens_for_testing(3);
+            same_grads("3-token dS chunks");
+            opennsa::detail::avx2::set_chunk_tokens_for_testing(0);
+        }
+#endif
+    }
+};
+
+}  // namespace
+
+TEST_P(Paths, HotBlocksEveryQuerySelects) {
+    Case c = base(1);
+    c.N1 = 16;  // G = 8: a hot block sees 8 rows per token, many row tiles
+    c.N2 = 2;
+    c.q_lens = {150};
+    c.kv_lens = {150};
+    c.bs = 16;
+    c.C = 4;
+    check(c, [&](Tensors& t) {
+        for (std::int64_t i = 0; i < 150; ++i)
+            for (std::int64_t n = 0; n < c.N2; ++n) {
+                t.topk.set(i, n, 0, 0);
+                t.topk.set(i, n, 1, static_cast<double>(i / 16));
+                t.topk.set(i, n, 2, 0);  // a duplicate slot counts twice
+                t.topk.set(i, n, 3, i >= 32 ? static_cast<double>(i / 16 - 1) : -1.0);
+            }
+    });
+}
+
+TEST_P(Paths, SingleHeadPerGroup) {
+    Case c = base(2);
+    c.N1 = 3;
+    c.N2 = 3;
+    c.q_lens = {60};
+    c.kv_lens = {75};
+    check(c);
+}
+
+TEST_P(Paths, LargeGroupAndDkNotDv) {
+    Case c = base(3);
+    c.N1 = 16;
+    c.N2 = 1;
+    c.Dk = 48;
+    c.Dv = 24;
+    c.q_lens = {40};
+    c.kv_lens = {40};
+    check(c);
+}
+
+TEST_P(Paths, OddBlockSizes) {
+    for (std::int64_t bs : {1, 3, 7, 17, 65}) {
+        Case c = base(10 + static_cast<std::uint64_t>(bs));
+        c.bs = bs;
+        c.C = bs == 1 ? 9 : 3;
+        c.q_lens = {bs == 65 ? 140 : 45};
+        c.kv_lens = c.q_lens;
+        check(c);
+    }
+}
+
+TEST_P(Paths, OddHeadDims) {
+    Case c = base(4);
+    c.Dk = 13;
+    c.Dv = 5;
+    c.q_lens = {33};
+    c.kv_lens = {41};
+    c.causal = false;
+    check(c);
+}
+
+TEST_P(Paths, VarlenWithPadding) {
+    Case c = base(5);
+    c.q_lens = {0, 37, 19, 50};
+    c.kv_lens = {20, 37, 0, 80};
+    c.pad_q = 5;
+    c.pad_kv = 3;
+    c.varlen = true;
+    check(c);
+}
+
+TEST_P(Paths, NonContiguousViews) {
+    Case c = base(6);
+    c.transposed = true;
+    c.Dk = 20;
+    c.Dv = 12;
+    c.q_lens = {30, 25};
+    c.kv_lens = {28, 30};
+    c.varlen = true;
+    check(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, Paths,
+                         ::testing::Values(PathParam{"portable", DType::bf16}, PathParam{"portable", DType::f16},
+                                           PathParam{"avx2", DType::bf16}, PathParam{"avx2", DType::f16},
+                                           PathParam{"avx2", DType::f32}),
+                         param_name);
+
+#if defined(__x86_64__)
+TEST(Avx2Kernels, GemmTileEdges) {
+    if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+    std::mt19937_64 rng(case_seed(77));
+    std::normal_distribution<float> nd;
+    for (std::int64_t M : {1, 5, 6, 7, 13})
+        for (std::int64_t N : {8, 16, 24, 40})
+            for (std::int64_t K : {0, 1, 7, 33})
+                for (bool accumulate : {false, true}) {
+                    const std::int64_t lda = K + 3, ldb = N + 5, ldc = N + 8;
+                    std::vector<float> a(static_cast<std::size_t>(M * lda + 1)), b(static_cast<std::size_t>(K * ldb + 1));
+                    std::vector<float> c(static_cast<std::size_t>(M * ldc));
+                    for (float& x : a) x = nd(rng);
+                    for (float& x : b) x = nd(rng);
+                    for (float& x : c) x = nd(rng);
+                    const std::vector<float> c0 = c;
+                    opennsa::detail::avx2::gemm(M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate);
+                    for (std::int64_t i = 0; i < M; ++i)
+                        for (std::int64_t j = 0; j < ldc; ++j) {
+                            const std::size_t at = static_cast<std::size_t>(i * ldc + j);
+                            if (j >= N) {
+                                EXPECT_EQ(c[at], c0[at]) << "wrote outside the tile at " << i << "," << j;
+                                continue;
+                            }
+                            double ref = accumulate ? c0[at] : 0.0, mag = std::abs(ref);
+                            for (std::int64_t k = 0; k < K; ++k) {
+                                const double term = double(a[static_cast<std::size_t>(i * lda + k)]) *
+                                                    b[static_cast<std::size_t>(k * ldb + j)];
+                                ref += term;
+                                mag += std::abs(term);
+                            }
+                            EXPECT_NEAR(c[at], ref, 1e-6 * (mag + 1)) << M << "x" << N << "x" << K << " at " << i << "," << j;
+                        }
+                }
+}
+
+TEST(Avx2Kernels, ExpIsAccurate) {
+    if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+    std::vector<float> x;
+    for (float v = -87.0f; v <= 88.0f; v += 0.0137f) x.push_back(v);
+    for (float v : {0.0f, -0.0f, 1e-8f, -1e-8f, 0.5f, -0.5f, 1.0f, -1.0f, 88.5f}) x.push_back(v);
+    std::vector<float> y(x.size());
+    opennsa::detail::avx2::exp(x.data(), y.data(), static_cast<std::int64_t>(x.size()));
+    double worst = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const double ref = std::exp(double(x[i]));
+        worst = std::max(worst, std::abs(y[i] - ref) / ref);
+    }
+    EXPECT_LT(worst, 4e-7) << "max relative error";
+    // Far below the clamp: tiny, never NaN or negative (the passes mask invisible keys themselves).
+    const float low[3] = {-100.0f, -1e30f, -std::numeric_limits<float>::infinity()};
+    float out[3];
+    opennsa::detail::avx2::exp(low, out, 3);
+    for (float v : out) EXPECT_TRUE(v >= 0.0f && v < 1e-37f) << v;
+    // Same bits on every call, whatever the position in a vector.
+    std::vector<float> shifted(x.size());
+    opennsa::detail::avx2::exp(x.data() + 3, shifted.data(), static_cast<std::int64_t>(x.size()) - 3);
+    for (std::size_t i = 3; i < x.size(); ++i) ASSERT_EQ(shifted[i - 3], y[i]);
+}
+#endif
