@@ -85,6 +85,13 @@ struct BlockScratch {
     float* dp;         // [kRowTile][bsp]: dP, then dS
 };
 
+// Per-worker scratch of the dQ step.
+struct DqScratch {
+    float* acc;            // [G][Dkp]
+    const float** krows;   // [C * bsp]
+    const float* zero;     // [Dkp] zeros
+};
+
 // P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
 NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std::int64_t rows, float scale) {
     const __m256 vscale = _mm256_set1_ps(scale);
@@ -145,28 +152,31 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     }
 }
 
-// dQ step for tokens [t0, t1) of the chunk starting at c0, kv head n2. acc: [G][Dkp].
+// dQ step for tokens [t0, t1) of the chunk starting at c0, kv head n2: dQ[G x Dk] = dS[G x C*bs]
+// times the slots' K rows, one matmul over all slots (slot order). Keys a row does not see get a
+// zero K row and a zero dS (empty slots' dS is cleared here; the dK/dV step wrote the others).
 template <class S>
 NSA_AVX2 void dq_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
-                      std::int64_t c0, std::int64_t t0, std::int64_t t1, float* acc) {
+                      std::int64_t c0, std::int64_t t0, std::int64_t t1, const DqScratch& w) {
     for (std::int64_t t = t0; t < t1; ++t) {
         const QueryRow row = locate_query(p, t);
+        float* ds = ws.ds.data() + ((t - c0) * p.N1 + n2 * p.G) * p.C * l.bsp;
         bool any = false;
-        if (row.batch >= 0)
-            for (std::int64_t j = 0; j < p.C; ++j) {
-                const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
-                if (x < 0) continue;
-                const Segment seg = visible_part(p, row, x);
-                if (seg.end == seg.begin) continue;
-                const float* ds = ws.ds.data() + (((t - c0) * p.N1 + n2 * p.G) * p.C + j) * l.bsp;
-                const float* k = ws.krows.data() + (n2 * p.T2 + row.kv0 + x * p.bs) * l.Dkp;
-                gemm_tiles(p.G, l.Dkp, seg.end - seg.begin, StridedA{ds, p.C * l.bsp, 1}, StridedB{k, l.Dkp}, acc,
-                           l.Dkp, any);
-                any = true;
-            }
+        for (std::int64_t j = 0; row.batch >= 0 && j < p.C; ++j) {
+            const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
+            const Segment seg = x < 0 ? Segment{0, 0} : visible_part(p, row, x);
+            const std::int64_t vis = seg.end - seg.begin;
+            const float* k = vis > 0 ? ws.krows.data() + (n2 * p.T2 + row.kv0 + x * p.bs) * l.Dkp : nullptr;
+            for (std::int64_t i = 0; i < l.bsp; ++i) w.krows[j * l.bsp + i] = i < vis ? k + i * l.Dkp : w.zero;
+            if (vis == 0)
+                for (std::int64_t g = 0; g < p.G; ++g) std::fill_n(ds + (g * p.C + j) * l.bsp, l.bsp, 0.0f);
+            any = any || vis > 0;
+        }
+        if (any)
+            gemm_tiles(p.G, l.Dkp, p.C * l.bsp, StridedA{ds, p.C * l.bsp, 1}, GatheredB{w.krows}, w.acc, l.Dkp, false);
         for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
             if (any)
-                store_row<S>(p.dq, t, h, acc + (h - n2 * p.G) * l.Dkp, static_cast<float>(p.scale), p.Dk);
+                store_row<S>(p.dq, t, h, w.acc + (h - n2 * p.G) * l.Dkp, static_cast<float>(p.scale), p.Dk);
             else  // padding row or nothing visible
                 store_zero_row<S>(p.dq, t, h, p.Dk);
         }
@@ -219,6 +229,8 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<std::int64_t> vis(tw * kRowTile);
     std::vector<float> tiles_f(tw * static_cast<std::size_t>(2 * kRowTile * l.bsp));
     std::vector<float> dq_acc(tw * static_cast<std::size_t>(p.G * l.Dkp));
+    std::vector<const float*> dq_rows(tw * static_cast<std::size_t>(p.C * l.bsp));
+    const std::vector<float> zero(static_cast<std::size_t>(l.Dkp), 0.0f);
     std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
 
     const std::int64_t valid = p.batches.valid_queries();
@@ -238,8 +250,10 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
         const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
         parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
             const std::int64_t t0 = c0 + (task / p.N2) * tiles::kQueryTokens;
-            dq_step<S>(p, l, ws, task % p.N2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
-                       dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.G * l.Dkp));
+            const std::size_t wk = static_cast<std::size_t>(worker);
+            const DqScratch w{dq_acc.data() + wk * static_cast<std::size_t>(p.G * l.Dkp),
+                              dq_rows.data() + wk * static_cast<std::size_t>(p.C * l.bsp), zero.data()};
+            dq_step<S>(p, l, ws, task % p.N2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1), w);
         });
     }
 

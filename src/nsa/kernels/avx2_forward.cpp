@@ -44,6 +44,8 @@ struct ForwardScratch {
     float* o;    // [G][Dvp]
     float* inv;  // [G] 1 / sum
     Slot* slots; // [C]
+    const float** vrows;  // [C * bsp]
+    const float* zero;    // [Dvp] zeros
 };
 
 // Softmax of one row over its slots, in place: returns the row max and sum (SPEC 5).
@@ -116,9 +118,12 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
             store_stat(p.softmax_sum, t, h, sum);
             w.inv[g] = 1.0f / sum;
         }
+        // O = P V as one matmul over all slots' keys (C stays in registers): the B rows are the
+        // slots' V rows, a zero row where the key is invisible (its P is 0 too).
         for (int k = 0; k < nslots; ++k)
-            gemm_tiles(p.G, l.Dvp, w.slots[k].vis, StridedA{w.s + k * l.bsp, lds, 1}, StridedB{w.slots[k].v, l.Dvp},
-                       w.o, l.Dvp, k > 0);
+            for (std::int64_t i = 0; i < l.bsp; ++i)
+                w.vrows[k * l.bsp + i] = i < w.slots[k].vis ? w.slots[k].v + i * l.Dvp : w.zero;
+        gemm_tiles(p.G, l.Dvp, lds, StridedA{w.s, lds, 1}, GatheredB{w.vrows}, w.o, l.Dvp, false);
         for (std::int64_t g = 0; g < p.G; ++g)
             store_row<S>(p.out, t, n2 * p.G + g, w.o + g * l.Dvp, w.inv[g], p.Dv);
     }
@@ -136,11 +141,14 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const std::int64_t per_worker = p.G * (l.Dkp + p.C * l.bsp + l.Dvp + 1);
     std::vector<float> scratch(static_cast<std::size_t>(threads * per_worker));
     std::vector<Slot> slots(static_cast<std::size_t>(threads * p.C));
+    std::vector<const float*> vrows(static_cast<std::size_t>(threads * p.C * l.bsp));
+    const std::vector<float> zero(static_cast<std::size_t>(l.Dvp), 0.0f);
     const std::int64_t groups = (p.T1 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
     parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
         float* base = scratch.data() + worker * per_worker;
         float* o = base + p.G * (l.Dkp + p.C * l.bsp);
-        const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C};
+        const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C,
+                               vrows.data() + worker * p.C * l.bsp, zero.data()};
         forward_tokens<S>(p, l, pk, task % p.N2, (task / p.N2) * tiles::kQueryTokens, w);
     });
 }
