@@ -6,8 +6,10 @@ include(CMakePackageConfigHelpers)
 # The shared library exports the public API only. -fvisibility=hidden hides the library's own
 # symbols; the version script also hides the standard-library template instances (shared_ptr
 # control blocks, ...) that would otherwise leak into the dynamic symbol table.
-target_link_options(opennsa PRIVATE "LINKER:--version-script=${CMAKE_CURRENT_LIST_DIR}/opennsa.map")
-set_property(TARGET opennsa APPEND PROPERTY LINK_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/opennsa.map")
+if(NOT APPLE AND NOT WIN32)  # GNU ld / lld / gold syntax
+  target_link_options(opennsa PRIVATE "LINKER:--version-script=${CMAKE_CURRENT_LIST_DIR}/opennsa.map")
+  set_property(TARGET opennsa APPEND PROPERTY LINK_DEPENDS "${CMAKE_CURRENT_LIST_DIR}/opennsa.map")
+endif()
 
 # Consumers of the C++ header need C++20 (std::span); C consumers are unaffected.
 target_compile_features(opennsa INTERFACE cxx_std_20)

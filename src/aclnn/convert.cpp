@@ -4,11 +4,13 @@
 
 #include "aclnn/meta.hpp"
 #include "aclnn/status.hpp"
+#include "runtime/raw_enum.hpp"
 
 namespace opennsa::capi {
 namespace {
 
-DType to_dtype(aclDataType t, const char* name) {
+DType to_dtype(aclDataType dt, const char* name) {
+    const long long t = raw_enum(dt);
     switch (t) {
         case ACL_FLOAT16: return DType::f16;
         case ACL_BF16: return DType::bf16;
@@ -18,7 +20,7 @@ DType to_dtype(aclDataType t, const char* name) {
         case ACL_BOOL: return DType::boolean;
         default: break;
     }
-    raise(ErrorCode::invalid_argument, name, ": aclDataType ", static_cast<int>(t),
+    raise(ErrorCode::invalid_argument, name, ": aclDataType ", t,
           " is not supported (expected ACL_FLOAT16, ACL_BF16 or ACL_FLOAT for data, ACL_INT32 for "
           "topkIndices, ACL_BOOL or ACL_UINT8 for attenMaskOptional)");
 }

@@ -7,6 +7,7 @@
 #include "aclnn/aclnn_base.h"
 #include "aclnn/meta.hpp"
 #include "aclnn/status.hpp"
+#include "runtime/raw_enum.hpp"
 
 namespace opennsa::capi {
 namespace {
@@ -80,8 +81,8 @@ aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, aclDat
                     raise(ErrorCode::invalid_argument, "viewDims: the dense strides of this shape overflow int64");
         }
         t->offset = offset;
-        t->dtype = dataType;
-        t->format = format;
+        copy_enum(t->dtype, dataType);
+        copy_enum(t->format, format);
         t->storage_dims = copy_array(storageDims, storageDimsNum, "storageDims", kMaxDims);
         t->data = tensorData;
         return t.release();
@@ -92,10 +93,10 @@ aclScalar* aclCreateScalar(void* value, aclDataType dataType) {
     return create_call("aclCreateScalar", [&] {
         const std::size_t size = aclDataTypeSize(dataType);
         if (size == 0 || size > sizeof(aclScalar::bytes))
-            raise(ErrorCode::invalid_argument, "dataType = ", static_cast<int>(dataType), " has no fixed element size");
+            raise(ErrorCode::invalid_argument, "dataType = ", raw_enum(dataType), " has no fixed element size");
         require(value, "value");
         auto s = new aclScalar;
-        s->dtype = dataType;
+        copy_enum(s->dtype, dataType);
         std::memcpy(s->bytes, value, size);
         return s;
     });
@@ -152,7 +153,7 @@ aclnnStatus aclGetDataType(const aclTensor* tensor, aclDataType* dataType) {
     return aclnn_call("aclGetDataType", [&] {
         require(tensor, "tensor");
         require(dataType, "dataType");
-        *dataType = tensor->dtype;
+        copy_enum(*dataType, tensor->dtype);
     });
 }
 
@@ -160,7 +161,7 @@ aclnnStatus aclGetFormat(const aclTensor* tensor, aclFormat* format) {
     return aclnn_call("aclGetFormat", [&] {
         require(tensor, "tensor");
         require(format, "format");
-        *format = tensor->format;
+        copy_enum(*format, tensor->format);
     });
 }
 

@@ -1,6 +1,7 @@
 // Element types: fp16 conversions (the library's round-to-nearest-even ones) and sizes.
 #include "acl/acl_base.h"
 #include "nsa/dtype.hpp"
+#include "runtime/raw_enum.hpp"
 
 extern "C" {
 
@@ -9,7 +10,7 @@ float aclFloat16ToFloat(aclFloat16 value) { return opennsa::detail::f16_to_f32(v
 aclFloat16 aclFloatToFloat16(float value) { return opennsa::detail::f32_to_f16(value); }
 
 size_t aclDataTypeSize(aclDataType dataType) {
-    switch (dataType) {
+    switch (opennsa::capi::raw_enum(dataType)) {
         case ACL_INT8:
         case ACL_UINT8:
         case ACL_BOOL: return 1;

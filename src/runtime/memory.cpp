@@ -6,6 +6,7 @@
 
 #include "acl/acl.h"
 #include "runtime/last_error.hpp"
+#include "runtime/raw_enum.hpp"
 #include "runtime/runtime.hpp"
 
 namespace opennsa::capi {
@@ -62,14 +63,14 @@ aclError release(const char* fn, const char* ptr_name, void* p, Kind kind) {
     return ACL_SUCCESS;
 }
 
-aclError copy(const char* fn, void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind) {
+// kind by reference: it is read by its bytes (raw_enum), never loaded as an enum.
+aclError copy(const char* fn, void* dst, size_t destMax, const void* src, size_t count, const aclrtMemcpyKind& kind) {
     if (dst == nullptr) return fail(fn, ACL_ERROR_INVALID_PARAM, "dst is a null pointer");
     if (src == nullptr) return fail(fn, ACL_ERROR_INVALID_PARAM, "src is a null pointer");
     if (count > destMax)
         return fail(fn, ACL_ERROR_INVALID_PARAM, cat("count = ", count, " bytes exceeds destMax = ", destMax));
-    if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_DEFAULT)
-        return fail(fn, ACL_ERROR_INVALID_PARAM,
-                    cat("kind = ", static_cast<int>(kind), " is not an aclrtMemcpyKind (0 to 4)"));
+    if (const long long k = raw_enum(kind); k < ACL_MEMCPY_HOST_TO_HOST || k > ACL_MEMCPY_DEFAULT)
+        return fail(fn, ACL_ERROR_INVALID_PARAM, cat("kind = ", k, " is not an aclrtMemcpyKind (0 to 4)"));
     // Every kind is a host copy here; memmove also makes overlapping ranges well defined.
     if (count > 0) std::memmove(dst, src, count);
     return ACL_SUCCESS;
@@ -101,9 +102,9 @@ extern "C" {
 
 aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy policy) {
     return acl_call("aclrtMalloc", [&] {
-        if (policy < ACL_MEM_MALLOC_HUGE_FIRST || policy > ACL_MEM_MALLOC_NORMAL_ONLY)
+        if (const long long p = raw_enum(policy); p < ACL_MEM_MALLOC_HUGE_FIRST || p > ACL_MEM_MALLOC_NORMAL_ONLY)
             return fail("aclrtMalloc", ACL_ERROR_INVALID_PARAM,
-                        cat("policy = ", static_cast<int>(policy), " is not an aclrtMemMallocPolicy (0 to 2)"));
+                        cat("policy = ", p, " is not an aclrtMemMallocPolicy (0 to 2)"));
         return allocate("aclrtMalloc", "devPtr", devPtr, size, Kind::device);
     });
 }
