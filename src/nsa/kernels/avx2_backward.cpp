@@ -249,11 +249,11 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
         }
         const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
         parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
-            const std::int64_t t0 = c0 + (task / p.N2) * tiles::kQueryTokens;
+            const std::int64_t t0 = c0 + (task % groups) * tiles::kQueryTokens;  // kv-head-major
             const std::size_t wk = static_cast<std::size_t>(worker);
             const DqScratch w{dq_acc.data() + wk * static_cast<std::size_t>(p.G * l.Dkp),
                               dq_rows.data() + wk * static_cast<std::size_t>(p.C * l.bsp), zero.data()};
-            dq_step<S>(p, l, ws, task % p.N2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1), w);
+            dq_step<S>(p, l, ws, task / groups, c0, t0, std::min(t0 + tiles::kQueryTokens, c1), w);
         });
     }
 

@@ -149,7 +149,8 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
         float* o = base + p.G * (l.Dkp + p.C * l.bsp);
         const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C,
                                vrows.data() + worker * p.C * l.bsp, zero.data()};
-        forward_tokens<S>(p, l, pk, task % p.N2, (task / p.N2) * tiles::kQueryTokens, w);
+        // kv-head-major task order: running tasks share one head's panels, which then stay in L3.
+        forward_tokens<S>(p, l, pk, task / groups, (task % groups) * tiles::kQueryTokens, w);
     });
 }
 
