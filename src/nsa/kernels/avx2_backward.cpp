@@ -1,14 +1,16 @@
 // Backward pass, AVX2 + FMA path: five matmuls per (query row, selected block) instead of the
-// generic path's seven, by storing dS for a fixed chunk of query tokens.
+// generic path's seven, by computing dQ inside the key-block step for a fixed chunk of query
+// tokens (the FSA paper's loop order).
 //
 // For each chunk of query tokens, in order:
 //   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o);
 //   2. dK/dV step, task = (kv head, key block): the chunk's (token, slot) entries of the reverse
 //      index, times the G heads, form the rows of S = Q K_blk^T and dP = dO V_blk^T (tiles of
 //      kRowTile rows); P and dS = P (dP - D) follow elementwise; dV += P^T dO and dK += dS^T Q
-//      accumulate in fp32 rows that persist across chunks; dS is written to the chunk's store;
-//   3. dQ step, task = (kv head, kQueryTokens tokens): dQ[G x Dk] = sum over slots, in slot
-//      order, dS_slot[G x bs] K_blk.
+//      accumulate in fp32 rows that persist across chunks; the per-(row, slot) partial
+//      dQ_slot = dS K_blk is a matmul over the same rows, written to the chunk's store;
+//   3. dQ step, task = (kv head, kQueryTokens tokens): dQ = sum of the partials in slot order.
+// Every matmul batches all rows that selected a block, so small G costs no efficiency.
 // Finally dk = scale * acc and dv = acc are rounded once. Chunks run one after another and every
 // accumulator row is owned by one task per chunk, reduced in a fixed order: the same bits for
 // any thread count. Extra memory: the fp32 accumulators, K/V packed as fp32, and one chunk.
@@ -35,7 +37,7 @@ struct BackwardLayout {
     std::int64_t chunk;  // query tokens per chunk
     explicit BackwardLayout(const Problem& p)
         : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
-        const std::int64_t per_token = std::max<std::int64_t>(1, p.N1 * p.C * bsp * 4);
+        const std::int64_t per_token = std::max<std::int64_t>(1, p.N1 * p.C * Dkp * 4);
         chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDsChunkBytes / per_token / tiles::kQueryTokens *
                                                                 tiles::kQueryTokens);
         chunk = std::min(chunk, std::max<std::int64_t>(tiles::kQueryTokens, tiles::padded(p.T1)));
@@ -55,7 +57,7 @@ struct BackwardWs {
     ReverseIndex index;      // entries t * C + slot
     std::span<float> q, dO;  // chunk rows [chunk][N1][Dkp], [chunk][N1][Dvp]
     std::span<RowStats> stats;  // [chunk][N1]
-    std::span<float> ds;     // [chunk][N1][C][bsp]
+    std::span<float> dqp;    // partial dQ per slot [chunk][N1][C][Dkp]
 };
 
 BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) {
@@ -70,7 +72,7 @@ BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) 
     w.q = c.take<float>(l.chunk * p.N1 * l.Dkp);
     w.dO = c.take<float>(l.chunk * p.N1 * l.Dvp);
     w.stats = c.take<RowStats>(l.chunk * p.N1);
-    w.ds = c.take<float>(l.chunk * p.N1 * p.C * l.bsp);
+    w.dqp = c.take<float>(l.chunk * p.N1 * p.C * l.Dkp);
     return w;
 }
 
@@ -78,18 +80,11 @@ BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) 
 struct BlockScratch {
     const float** q;   // [kRowTile] row pointers into the chunk
     const float** dO;  // [kRowTile]
-    float** ds;        // [kRowTile] where each row's dS goes in the chunk store
+    float** dqp;       // [kRowTile] where each row's partial dQ goes in the chunk store
     RowStats* stats;   // [kRowTile]
     std::int64_t* vis; // [kRowTile] visible keys of the block for the row
     float* s;          // [kRowTile][bsp]: S, then P
     float* dp;         // [kRowTile][bsp]: dP, then dS
-};
-
-// Per-worker scratch of the dQ step.
-struct DqScratch {
-    float* acc;            // [G][Dkp]
-    const float** krows;   // [C * bsp]
-    const float* zero;     // [Dkp] zeros
 };
 
 // P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
@@ -106,7 +101,6 @@ NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std:
             const __m256 ds = _mm256_mul_ps(pr, _mm256_sub_ps(_mm256_loadu_ps(dp + j0), d));
             _mm256_storeu_ps(s + j0, pr);
             _mm256_storeu_ps(dp + j0, ds);
-            _mm256_storeu_ps(w.ds[r] + j0, ds);
         }
     }
 }
@@ -127,6 +121,7 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     const float* vt = ws.vt.data() + (n2 * l.nb + gb) * p.Dv * l.bsp;
     float* dk = ws.dk.data() + key0 * l.Dkp;
     float* dv = ws.dv.data() + key0 * l.Dvp;
+    const float* krows = ws.krows.data() + key0 * l.Dkp;
     const std::int64_t total = (hi - lo) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
@@ -140,47 +135,55 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             const Segment seg = visible_part(p, row, x);
             w.q[r] = ws.q.data() + cell * l.Dkp;
             w.dO[r] = ws.dO.data() + cell * l.Dvp;
-            w.ds[r] = ws.ds.data() + (cell * p.C + slot) * l.bsp;
+            w.dqp[r] = ws.dqp.data() + (cell * p.C + slot) * l.Dkp;
             w.stats[r] = ws.stats[static_cast<std::size_t>(cell)];
             w.vis[r] = seg.end - seg.begin;
         }
-        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{kt, l.bsp}, w.s, l.bsp, false);
-        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{vt, l.bsp}, w.dp, l.bsp, false);
+        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{kt, l.bsp}, StridedC{w.s, l.bsp}, false);
+        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
         probabilities(l, w, rows, static_cast<float>(p.scale));
-        gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, dv, l.Dvp, true);
-        gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, dk, l.Dkp, true);
+        gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
+        gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
+        gemm_tiles(rows, l.Dkp, keys, StridedA{w.dp, l.bsp, 1}, StridedB{krows, l.Dkp}, GatheredC{w.dqp}, false);
     }
 }
 
-// dQ step for tokens [t0, t1) of the chunk starting at c0, kv head n2: dQ[G x Dk] = dS[G x C*bs]
-// times the slots' K rows, one matmul over all slots (slot order). Keys a row does not see get a
-// zero K row and a zero dS (empty slots' dS is cleared here; the dK/dV step wrote the others).
+// dQ step for tokens [t0, t1) of the chunk starting at c0, kv head n2: each row's partials
+// summed in slot order, times scale. acc: [Dkp].
 template <class S>
 NSA_AVX2 void dq_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
-                      std::int64_t c0, std::int64_t t0, std::int64_t t1, const DqScratch& w) {
+                      std::int64_t c0, std::int64_t t0, std::int64_t t1, float* acc) {
     for (std::int64_t t = t0; t < t1; ++t) {
         const QueryRow row = locate_query(p, t);
-        float* ds = ws.ds.data() + ((t - c0) * p.N1 + n2 * p.G) * p.C * l.bsp;
-        bool any = false;
-        for (std::int64_t j = 0; row.batch >= 0 && j < p.C; ++j) {
-            const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
-            const Segment seg = x < 0 ? Segment{0, 0} : visible_part(p, row, x);
-            const std::int64_t vis = seg.end - seg.begin;
-            const float* k = vis > 0 ? ws.krows.data() + (n2 * p.T2 + row.kv0 + x * p.bs) * l.Dkp : nullptr;
-            for (std::int64_t i = 0; i < l.bsp; ++i) w.krows[j * l.bsp + i] = i < vis ? k + i * l.Dkp : w.zero;
-            if (vis == 0)
-                for (std::int64_t g = 0; g < p.G; ++g) std::fill_n(ds + (g * p.C + j) * l.bsp, l.bsp, 0.0f);
-            any = any || vis > 0;
-        }
-        if (any)
-            gemm_tiles(p.G, l.Dkp, p.C * l.bsp, StridedA{ds, p.C * l.bsp, 1}, GatheredB{w.krows}, w.acc, l.Dkp, false);
         for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
+            const float* part = ws.dqp.data() + ((t - c0) * p.N1 + h) * p.C * l.Dkp;
+            bool any = false;
+            for (std::int64_t j = 0; row.batch >= 0 && j < p.C; ++j) {
+                const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
+                if (x < 0) continue;
+                const Segment seg = visible_part(p, row, x);
+                if (seg.end == seg.begin) continue;
+                const float* pj = part + j * l.Dkp;
+                for (std::int64_t d = 0; d < l.Dkp; d += kLanes) {
+                    const __m256 v = _mm256_loadu_ps(pj + d);
+                    _mm256_storeu_ps(acc + d, any ? _mm256_add_ps(_mm256_loadu_ps(acc + d), v) : v);
+                }
+                any = true;
+            }
             if (any)
-                store_row<S>(p.dq, t, h, w.acc + (h - n2 * p.G) * l.Dkp, static_cast<float>(p.scale), p.Dk);
+                store_row<S>(p.dq, t, h, acc, static_cast<float>(p.scale), p.Dk);
             else  // padding row or nothing visible
                 store_zero_row<S>(p.dq, t, h, p.Dk);
         }
     }
+}
+
+// D = dO . o as one FMA chain in ascending d: the order the microkernel uses for dP = dO . v, so
+// dP - D cancels exactly where o equals v (a row with one visible key).
+NSA_AVX2 float fma_dot(const float* a, const float* b, std::int64_t n) {
+    __m128 acc = _mm_setzero_ps();
+    for (std::int64_t d = 0; d < n; ++d) acc = _mm_fmadd_ss(_mm_load_ss(a + d), _mm_load_ss(b + d), acc);
+    return _mm_cvtss_f32(acc);
 }
 
 // Chunk rows as fp32 and the row statistics D = dO.o, max, 1/sum, for valid tokens [c0, c1).
@@ -200,7 +203,7 @@ void pack_chunk(const Problem& p, const BackwardLayout& l, const BackwardWs& ws,
             load_row<S>(p.out, t, h, o, p.Dv);
             ws.stats[static_cast<std::size_t>(i * p.N1 + h)] = {*element<const float>(p.softmax_max, t, h, 0),
                                                                 1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                                dot(dO, o, p.Dv)};
+                                                                fma_dot(dO, o, p.Dv)};
         }
     });
 }
@@ -224,13 +227,11 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     // Per-worker scratch.
     const std::size_t tw = static_cast<std::size_t>(threads);
     std::vector<const float*> qptr(tw * kRowTile), doptr(tw * kRowTile);
-    std::vector<float*> dsptr(tw * kRowTile);
+    std::vector<float*> dqptr(tw * kRowTile);
     std::vector<RowStats> stats(tw * kRowTile);
     std::vector<std::int64_t> vis(tw * kRowTile);
     std::vector<float> tiles_f(tw * static_cast<std::size_t>(2 * kRowTile * l.bsp));
-    std::vector<float> dq_acc(tw * static_cast<std::size_t>(p.G * l.Dkp));
-    std::vector<const float*> dq_rows(tw * static_cast<std::size_t>(p.C * l.bsp));
-    const std::vector<float> zero(static_cast<std::size_t>(l.Dkp), 0.0f);
+    std::vector<float> dq_acc(tw * static_cast<std::size_t>(l.Dkp));
     std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
 
     const std::int64_t valid = p.batches.valid_queries();
@@ -242,7 +243,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
             parallel_for(p.N2 * l.nb, threads, [&](std::int64_t task, int worker) {
                 const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
                 float* f = tiles_f.data() + static_cast<std::size_t>(worker) * 2 * kRowTile * l.bsp;
-                const BlockScratch w{qptr.data() + o, doptr.data() + o, dsptr.data() + o, stats.data() + o,
+                const BlockScratch w{qptr.data() + o, doptr.data() + o, dqptr.data() + o, stats.data() + o,
                                      vis.data() + o, f, f + kRowTile * l.bsp};
                 block_step(p, l, ws, task / l.nb, task % l.nb, c0, v1, w);
             });
@@ -250,10 +251,8 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
         const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
         parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
             const std::int64_t t0 = c0 + (task % groups) * tiles::kQueryTokens;  // kv-head-major
-            const std::size_t wk = static_cast<std::size_t>(worker);
-            const DqScratch w{dq_acc.data() + wk * static_cast<std::size_t>(p.G * l.Dkp),
-                              dq_rows.data() + wk * static_cast<std::size_t>(p.C * l.bsp), zero.data()};
-            dq_step<S>(p, l, ws, task / groups, c0, t0, std::min(t0 + tiles::kQueryTokens, c1), w);
+            dq_step<S>(p, l, ws, task / groups, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
+                       dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.Dkp));
         });
     }
 
@@ -291,7 +290,7 @@ void set_chunk_tokens_for_testing(std::int64_t tokens) noexcept { chunk_override
 
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
           std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
-    gemm_tiles(M, N, K, StridedA{a, lda, 1}, StridedB{b, ldb}, c, ldc, accumulate);
+    gemm_tiles(M, N, K, StridedA{a, lda, 1}, StridedB{b, ldb}, StridedC{c, ldc}, accumulate);
 }
 
 NSA_AVX2 void exp(const float* in, float* out, std::int64_t n) {

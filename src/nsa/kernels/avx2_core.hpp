@@ -46,16 +46,25 @@ struct GatheredB {  // B(k, :) = rows[k]
     const float* const* rows;
     const float* row(std::int64_t k) const noexcept { return rows[k]; }
 };
+struct StridedC {  // C(i, :) = p + i * ld
+    float* p;
+    std::int64_t ld;
+    float* row(std::int64_t i) const noexcept { return p + i * ld; }
+};
+struct GatheredC {  // C(i, :) = rows[i]
+    float* const* rows;
+    float* row(std::int64_t i) const noexcept { return rows[i]; }
+};
 
 // c[MR x NR*8] (+)= sum_k A(i, k) B(k, j0 + j). The k order is ascending for every element, so a
 // result does not depend on which tile computed it.
 template <int MR, int NR, class B>
 NSA_AVX2 inline void micro(std::int64_t K, const float* const* a, std::int64_t acs, const B& b, std::int64_t j0,
-                           float* c, std::int64_t ldc, bool accumulate) {
+                           float* const* c, bool accumulate) {
     __m256 acc[MR][NR];
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j)
-            acc[i][j] = accumulate ? _mm256_loadu_ps(c + i * ldc + j * kLanes) : _mm256_setzero_ps();
+            acc[i][j] = accumulate ? _mm256_loadu_ps(c[i] + j0 + j * kLanes) : _mm256_setzero_ps();
     const float* ap[MR];
     for (int i = 0; i < MR; ++i) ap[i] = a[i];
     for (std::int64_t k = 0; k < K; ++k) {
@@ -69,39 +78,42 @@ NSA_AVX2 inline void micro(std::int64_t K, const float* const* a, std::int64_t a
         }
     }
     for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) _mm256_storeu_ps(c + i * ldc + j * kLanes, acc[i][j]);
+        for (int j = 0; j < NR; ++j) _mm256_storeu_ps(c[i] + j0 + j * kLanes, acc[i][j]);
 }
 
 template <int NR, class B>
 NSA_AVX2 inline void micro_rows(int rows, std::int64_t K, const float* const* a, std::int64_t acs, const B& b,
-                                std::int64_t j0, float* c, std::int64_t ldc, bool accumulate) {
+                                std::int64_t j0, float* const* c, bool accumulate) {
     switch (rows) {
-        case 6: return micro<6, NR>(K, a, acs, b, j0, c, ldc, accumulate);
-        case 5: return micro<5, NR>(K, a, acs, b, j0, c, ldc, accumulate);
-        case 4: return micro<4, NR>(K, a, acs, b, j0, c, ldc, accumulate);
-        case 3: return micro<3, NR>(K, a, acs, b, j0, c, ldc, accumulate);
-        case 2: return micro<2, NR>(K, a, acs, b, j0, c, ldc, accumulate);
-        default: return micro<1, NR>(K, a, acs, b, j0, c, ldc, accumulate);
+        case 6: return micro<6, NR>(K, a, acs, b, j0, c, accumulate);
+        case 5: return micro<5, NR>(K, a, acs, b, j0, c, accumulate);
+        case 4: return micro<4, NR>(K, a, acs, b, j0, c, accumulate);
+        case 3: return micro<3, NR>(K, a, acs, b, j0, c, accumulate);
+        case 2: return micro<2, NR>(K, a, acs, b, j0, c, accumulate);
+        default: return micro<1, NR>(K, a, acs, b, j0, c, accumulate);
     }
 }
 
 // C[M x N] (+)= A[M x K] B[K x N], N a multiple of 8 (packed rows are zero-padded to it).
 // Column panels outside, row tiles inside: a B panel (K x 16) is reused from L1 by every row tile.
-template <class A, class B>
-NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A& a, const B& b, float* c,
-                         std::int64_t ldc, bool accumulate) {
+template <class A, class B, class C>
+NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A& a, const B& b, const C& c,
+                         bool accumulate) {
     if (K == 0 && accumulate) return;
     for (std::int64_t j0 = 0; j0 < N; j0 += kNR * kLanes) {
         const bool full = j0 + kNR * kLanes <= N;
         for (std::int64_t i0 = 0; i0 < M; i0 += kMR) {
             const int rows = static_cast<int>(std::min<std::int64_t>(kMR, M - i0));
             const float* ap[kMR];
-            for (int i = 0; i < rows; ++i) ap[i] = a.row(i0 + i);
-            float* ct = c + i0 * ldc + j0;
+            float* cp[kMR];
+            for (int i = 0; i < rows; ++i) {
+                ap[i] = a.row(i0 + i);
+                cp[i] = c.row(i0 + i);
+            }
             if (full)
-                micro_rows<kNR>(rows, K, ap, a.cs, b, j0, ct, ldc, accumulate);
+                micro_rows<kNR>(rows, K, ap, a.cs, b, j0, cp, accumulate);
             else
-                micro_rows<1>(rows, K, ap, a.cs, b, j0, ct, ldc, accumulate);
+                micro_rows<1>(rows, K, ap, a.cs, b, j0, cp, accumulate);
         }
     }
 }

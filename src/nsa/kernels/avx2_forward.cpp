@@ -108,8 +108,8 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
         }
         const std::int64_t lds = nslots * l.bsp;
         for (int k = 0; k < nslots; ++k)
-            gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1}, StridedB{w.slots[k].kt, l.bsp}, w.s + k * l.bsp, lds,
-                       false);
+            gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1}, StridedB{w.slots[k].kt, l.bsp},
+                       StridedC{w.s + k * l.bsp, lds}, false);
         for (std::int64_t g = 0; g < p.G; ++g) {
             float mx = 0, sum = 0;
             softmax_row(w.s + g * lds, w.slots, nslots, l.bsp, scale, &mx, &sum);
@@ -123,7 +123,7 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
         for (int k = 0; k < nslots; ++k)
             for (std::int64_t i = 0; i < l.bsp; ++i)
                 w.vrows[k * l.bsp + i] = i < w.slots[k].vis ? w.slots[k].v + i * l.Dvp : w.zero;
-        gemm_tiles(p.G, l.Dvp, lds, StridedA{w.s, lds, 1}, GatheredB{w.vrows}, w.o, l.Dvp, false);
+        gemm_tiles(p.G, l.Dvp, lds, StridedA{w.s, lds, 1}, GatheredB{w.vrows}, StridedC{w.o, l.Dvp}, false);
         for (std::int64_t g = 0; g < p.G; ++g)
             store_row<S>(p.out, t, n2 * p.G + g, w.o + g * l.Dvp, w.inv[g], p.Dv);
     }
