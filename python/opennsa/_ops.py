@@ -17,11 +17,24 @@ _STATS = 8  # softmax_max / softmax_sum rows hold 8 equal fp32 values (CANN's la
 # --------------------------------------------------------------------------------------------
 # Fake (meta) kernels: output shapes and dtypes only. Full validation happens in the CPU kernel.
 
+_meta_library = None
+
+
 def _register_fake(name):
+    global _meta_library
     qualname = "opennsa::" + name
     if hasattr(torch.library, "register_fake"):  # torch >= 2.4
         return torch.library.register_fake(qualname)
-    return torch.library.impl_abstract(qualname)  # torch 2.1 - 2.3
+    if hasattr(torch.library, "impl_abstract"):  # torch 2.2 - 2.3
+        return torch.library.impl_abstract(qualname)
+    # torch 2.1: a Meta kernel, which fake tensors also fall back to.
+    if _meta_library is None:
+        _meta_library = torch.library.Library("opennsa", "IMPL")
+
+    def register(fn):
+        _meta_library.impl(name, fn, "Meta")
+        return fn
+    return register
 
 
 def _check_rank3(t, name):
