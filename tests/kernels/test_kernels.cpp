@@ -52,7 +52,7 @@ protected:
     }
 
     // Forward and backward vs the reference, then the same bits with 2 and 3 threads (and, on the
-    // AVX2 path, with the smallest dS chunk, so several chunks run).
+    // AVX2 path, with 3-token dQ-partial chunks, so several chunks run).
     void check(const Case& c, const std::function<void(Tensors&)>& edit = {}) const {
         SCOPED_TRACE(c.describe());
         Tensors t(c);
@@ -103,7 +103,7 @@ protected:
 #if defined(__x86_64__)
         if (std::string(GetParam().path) == "avx2") {
             opennsa::detail::avx2::set_chunk_tokens_for_testing(3);
-            same_grads("3-token dS chunks");
+            same_grads("3-token chunks");
             opennsa::detail::avx2::set_chunk_tokens_for_testing(0);
         }
 #endif

@@ -22,7 +22,7 @@ void run_backward(const Problem& p, std::span<std::byte> workspace);
 // b rows ldb apart; accumulate=false overwrites c.
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
           std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate);
-// Tests only: query tokens per dS chunk of the backward (0: derived from the problem). Results do
+// Tests only: query tokens per dQ-partials chunk of the backward (0: derived from the problem). Results do
 // not depend on it (each accumulator sums its terms in the same order either way).
 void set_chunk_tokens_for_testing(std::int64_t tokens) noexcept;
 // out[i] = exp(in[i]) for n values (any n), the vector polynomial the passes use.

@@ -10,7 +10,7 @@
 //      accumulate in fp32 rows that persist across chunks; the per-(row, slot) partial
 //      dQ_slot = dS K_blk is a matmul over the same rows, written to the chunk's store;
 //   3. dQ step, task = (kv head, kQueryTokens tokens): dQ = sum of the partials in slot order.
-// Every matmul batches all rows that selected a block, so small G costs no efficiency.
+// Every matmul batches all rows that selected a block, so small G still gets real matmuls.
 // Finally dk = scale * acc and dv = acc are rounded once. Chunks run one after another and every
 // accumulator row is owned by one task per chunk, reduced in a fixed order: the same bits for
 // any thread count. Extra memory: the fp32 accumulators, K/V packed as fp32, and one chunk.
@@ -38,7 +38,7 @@ struct BackwardLayout {
     explicit BackwardLayout(const Problem& p)
         : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
         const std::int64_t per_token = std::max<std::int64_t>(1, p.N1 * p.C * Dkp * 4);
-        chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDsChunkBytes / per_token / tiles::kQueryTokens *
+        chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDqChunkBytes / per_token / tiles::kQueryTokens *
                                                                 tiles::kQueryTokens);
         chunk = std::min(chunk, std::max<std::int64_t>(tiles::kQueryTokens, tiles::padded(p.T1)));
         if (const std::int64_t forced = chunk_override.load(std::memory_order_relaxed); forced > 0) chunk = forced;
