@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -221,6 +222,18 @@ Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
     return {times[times.size() / 2], times.front()};
 }
 
+// The integer shape flags, as members of Workload.
+std::int64_t Workload::*shape_field(const std::string& flag) {
+    if (flag == "--T") return &Workload::T;
+    if (flag == "--N1") return &Workload::N1;
+    if (flag == "--N2") return &Workload::N2;
+    if (flag == "--Dk") return &Workload::Dk;
+    if (flag == "--Dv") return &Workload::Dv;
+    if (flag == "--bs") return &Workload::bs;
+    if (flag == "--C") return &Workload::C;
+    return nullptr;
+}
+
 DType parse_dtype(const std::string& s) {
     if (s == "bf16") return DType::bf16;
     if (s == "fp16" || s == "f16") return DType::f16;
@@ -234,7 +247,9 @@ void usage() {
     std::fprintf(stderr,
                  "usage: opennsa-bench [--preset NAME|all] [--op forward|backward] [--dtype bf16|fp16|fp32|fp64]\n"
                  "       [--T n] [--N1 n] [--N2 n] [--Dk n] [--Dv n] [--bs n] [--C n] [--causal 0|1]\n"
-                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet]\npresets:");
+                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet]\n"
+                 "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
+                 "presets:");
     for (const Preset& p : kPresets) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
 }
@@ -246,7 +261,9 @@ int main(int argc, char** argv) {
     std::vector<Workload> work;
     int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     int reps = 5;
-    bool json = false, peak = false, quiet = false, any_shape = false;
+    bool json = false, peak = false, quiet = false;
+    // Shape flags: applied to every preset named, or to one custom workload when none is.
+    std::vector<std::function<void(Workload&)>> set;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> std::string {
@@ -276,16 +293,19 @@ int main(int argc, char** argv) {
                 usage();
                 return 2;
             }
-        } else if (a == "--op") custom.op = next(), any_shape = true;
-        else if (a == "--dtype") custom.dtype = parse_dtype(next()), any_shape = true;
-        else if (a == "--T") custom.T = num(), any_shape = true;
-        else if (a == "--N1") custom.N1 = num(), any_shape = true;
-        else if (a == "--N2") custom.N2 = num(), any_shape = true;
-        else if (a == "--Dk") custom.Dk = num(), any_shape = true;
-        else if (a == "--Dv") custom.Dv = num(), any_shape = true;
-        else if (a == "--bs") custom.bs = num(), any_shape = true;
-        else if (a == "--C") custom.C = num(), any_shape = true;
-        else if (a == "--causal") custom.causal = num() != 0, any_shape = true;
+        } else if (a == "--op") {
+            const std::string v = next();
+            set.push_back([v](Workload& w) { w.op = v; });
+        } else if (a == "--dtype") {
+            const DType v = parse_dtype(next());
+            set.push_back([v](Workload& w) { w.dtype = v; });
+        } else if (a == "--causal") {
+            const bool v = num() != 0;
+            set.push_back([v](Workload& w) { w.causal = v; });
+        } else if (auto field = shape_field(a)) {
+            const std::int64_t v = num();
+            set.push_back([field, v](Workload& w) { w.*field = v; });
+        }
         else if (a == "--threads") threads = int(num());
         else if (a == "--reps") reps = std::max(1, int(num()));
         else if (a == "--json") json = true;
@@ -296,11 +316,9 @@ int main(int argc, char** argv) {
             return a == "--help" || a == "-h" ? 0 : 2;
         }
     }
-    if (custom.op != "forward" && custom.op != "backward") {
-        usage();
-        return 2;
-    }
-    if (any_shape || (work.empty() && !peak)) work.push_back(custom);
+    if (work.empty() && (!set.empty() || !peak)) work.push_back(custom);
+    for (Workload& w : work)
+        for (const auto& f : set) f(w);
 
     // The peak is measured in the same run as the workloads it is compared with.
     const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -317,6 +335,12 @@ int main(int argc, char** argv) {
                         peak1, hw, peakn);
             std::printf("bf16 dot peak: %s\n", has_bf16_dot() ? "AVX512_BF16 present (not measured)"
                                                                : "unavailable (no AVX512_BF16); the fp32 FMA peak is the matching one");
+        }
+    }
+    for (const Workload& w : work) {
+        if (w.op != "forward" && w.op != "backward") {
+            usage();
+            return 2;
         }
     }
     for (const Workload& w : work) {
