@@ -25,6 +25,11 @@ run_suite() {  # name, build dir, extra cmake args...
 
 run_suite "Release" build -DCMAKE_BUILD_TYPE=Release
 
+if [ "${OPENNSA_SKIP_PYTHON:-0}" != "1" ]; then
+  echo "=== Python (PyTorch extension, pytest)"
+  bash scripts/test-python.sh || status=1
+fi
+
 if [ "${OPENNSA_SKIP_SANITIZE:-0}" != "1" ]; then
   # halt_on_error keeps a sanitizer report from scrolling past as a mere warning.
   export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=1

@@ -51,7 +51,7 @@ OPENNSA_API std::size_t dtype_size(DType t) noexcept;
 
 inline constexpr int kMaxRank = 4;
 
-struct TensorView {
+struct OPENNSA_API TensorView {
     void* data = nullptr;
     DType dtype = DType::f32;
     int rank = 0;
