@@ -65,12 +65,12 @@ bool no_queries(const detail::Problem& p) { return p.batches.valid_queries() == 
 
 std::size_t forward_workspace_bytes(const ForwardArgs& args, const Params& params) {
     const detail::Problem p = detail::validate_forward(args, params);
-    return no_queries(p) ? 0 : detail::forward_workspace(p);
+    return no_queries(p) ? 0 : detail::forward_workspace(p, detail::kernel_path());
 }
 
 std::size_t backward_workspace_bytes(const BackwardArgs& args, const Params& params) {
     const detail::Problem p = detail::validate_backward(args, params);
-    return no_queries(p) ? 0 : detail::backward_workspace(p);
+    return no_queries(p) ? 0 : detail::backward_workspace(p, detail::kernel_path());
 }
 
 void forward(const ForwardArgs& args, const Params& params, std::span<std::byte> workspace) {
@@ -81,8 +81,11 @@ void forward(const ForwardArgs& args, const Params& params, std::span<std::byte>
         return;
     }
     guarded([&] {
-        with_workspace(detail::forward_workspace(p), workspace,
-                       [&](std::span<std::byte> ws) { detail::run_forward(p, ws); });
+        // One path for the whole call; a workspace sized under another path (OPENNSA_KERNEL changed
+        // since) that is too small is replaced by a fresh allocation.
+        const detail::KernelPath path = detail::kernel_path();
+        with_workspace(detail::forward_workspace(p, path), workspace,
+                       [&](std::span<std::byte> ws) { detail::run_forward(p, ws, path); });
     });
 }
 
@@ -94,8 +97,9 @@ void backward(const BackwardArgs& args, const Params& params, std::span<std::byt
         return;
     }
     guarded([&] {
-        with_workspace(detail::backward_workspace(p), workspace,
-                       [&](std::span<std::byte> ws) { detail::run_backward(p, ws); });
+        const detail::KernelPath path = detail::kernel_path();
+        with_workspace(detail::backward_workspace(p, path), workspace,
+                       [&](std::span<std::byte> ws) { detail::run_backward(p, ws, path); });
     });
 }
 

@@ -88,7 +88,7 @@ void backward_impl(const Problem& p, std::span<std::byte> workspace) {
                 ws.delta[static_cast<std::size_t>(t * p.N1 + h)] = dot(dO, o, p.Dv);
             }
     });
-    build_reverse_index(p, blocks, ws.index);
+    build_reverse_index(p, blocks, ws.index, threads);
 
     // --- 1. dQ pass --------------------------------------------------------------------------
     std::vector<Segment> segments(static_cast<std::size_t>(threads * p.C));
@@ -178,22 +178,25 @@ std::size_t generic_backward_workspace(const Problem& p) {
 }
 
 #if defined(__x86_64__)
-// The AVX2 path serves fp16 / bf16 / fp32 where the CPU has it; fp64 stays generic.
-bool use_avx2(const Problem& p) { return p.dtype != DType::f64 && kernel_path() == KernelPath::avx2; }
+// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
+bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
 #endif
 
 }  // namespace
 
-std::size_t backward_workspace(const Problem& p) {
-    // Sized for either path, so a workspace sized once fits whatever dispatch picks at run time.
-    const std::size_t generic = generic_backward_workspace(p);
-    return p.dtype != DType::f64 && cpu_has_avx2() ? std::max(generic, avx2::backward_workspace(p)) : generic;
+std::size_t backward_workspace(const Problem& p, KernelPath path) {
+#if defined(__x86_64__)
+    if (use_avx2(p, path)) return avx2::backward_workspace(p);
+#endif
+    (void)path;
+    return generic_backward_workspace(p);
 }
 
-void run_backward(const Problem& p, std::span<std::byte> workspace) {
+void run_backward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p)) return avx2::run_backward(p, workspace);
+    if (use_avx2(p, path)) return avx2::run_backward(p, workspace);
 #endif
+    (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { backward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
 

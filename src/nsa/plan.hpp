@@ -57,7 +57,7 @@ struct KeyBlocks {
 KeyBlocks make_key_blocks(const Problem& p);
 
 // For each (n2, key block): the query tokens that see part of it, in increasing t, once per slot
-// that names it (duplicates are repeated). Built with a stable counting sort.
+// that names it (duplicates are repeated). Built with a stable counting sort, one kv head per task.
 struct ReverseIndex {
     std::span<std::int64_t> offsets;  // N2 * blocks + 1 prefix sums
     std::span<std::int64_t> rows;     // the query tokens
@@ -66,10 +66,10 @@ struct ReverseIndex {
         return {rows.data() + offsets[cell], static_cast<std::size_t>(offsets[cell + 1] - offsets[cell])};
     }
 };
-void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index);
+void build_reverse_index(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index, int threads);
 // The same cells, each entry t * C + slot (so ascending in t, then slot): which slot of token t
 // named the block, for passes that keep per-slot results.
-void build_reverse_index_slots(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index);
+void build_reverse_index_slots(const Problem& p, const KeyBlocks& blocks, ReverseIndex& index, int threads);
 
 // Carves a workspace into aligned pieces. Used twice with the same sequence of requests: once
 // without memory to size it, once with memory to place the pieces.

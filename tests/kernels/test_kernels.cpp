@@ -3,12 +3,14 @@
 // of the AVX2 microkernel's tile edges and of its vector exp.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <limits>
 #include <vector>
 
+#include "nsa/dtype.hpp"
 #include "nsa/kernels/avx2.hpp"
 #include "nsa/kernels/dispatch.hpp"
 #include "support.hpp"
@@ -233,6 +235,51 @@ TEST(Avx2Kernels, GemmTileEdges) {
                             EXPECT_NEAR(c[at], ref, 1e-6 * (mag + 1)) << M << "x" << N << "x" << K << " at " << i << "," << j;
                         }
                 }
+}
+
+// The vector conversions against the scalar ones of dtype.hpp: every fp16 / bf16 bit pattern
+// widened, and fp32 values around every rounding case (ties, carries into the exponent,
+// subnormal results, overflow to inf, zeros, infinities) narrowed, at every lane position.
+TEST(Avx2Kernels, VectorConversionsMatchScalar) {
+    if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+    namespace d = opennsa::detail;
+    std::vector<std::uint16_t> all(65536 + 5);  // + 5: a tail past the last full vector
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
+    std::vector<float> wide(all.size());
+    for (DType t : {DType::bf16, DType::f16}) {
+        d::avx2::widen(t, all.data(), wide.data(), static_cast<std::int64_t>(all.size()));
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            const float ref = t == DType::bf16 ? d::bf16_to_f32(all[i]) : d::f16_to_f32(all[i]);
+            if (std::isnan(ref))
+                ASSERT_TRUE(std::isnan(wide[i])) << std::hex << all[i];
+            else
+                ASSERT_EQ(std::bit_cast<std::uint32_t>(wide[i]), std::bit_cast<std::uint32_t>(ref)) << std::hex << all[i];
+        }
+    }
+    std::vector<float> x;
+    std::mt19937_64 rng(case_seed(78));
+    for (int i = 0; i < 200000; ++i) x.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(rng())));
+    for (std::uint32_t base : {0x3f800000u, 0x477fe000u, 0x477ff000u, 0x38800000u, 0x33000000u, 0x387fc000u, 0x7f7f8000u,
+                               0x00000001u, 0x7f800000u, 0x00000000u})
+        for (std::uint32_t off = 0; off < 0x3000u; off += 0x7fu)
+            for (std::uint32_t sign : {0u, 0x80000000u}) {
+                x.push_back(std::bit_cast<float>(sign | (base + off)));
+                x.push_back(std::bit_cast<float>(sign | (base - off)));
+            }
+    x.push_back(1.0f);  // odd count: a tail
+    std::vector<std::uint16_t> narrow(x.size());
+    for (DType t : {DType::bf16, DType::f16}) {
+        d::avx2::narrow(t, x.data(), narrow.data(), static_cast<std::int64_t>(x.size()));
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const std::uint16_t ref = t == DType::bf16 ? d::f32_to_bf16(x[i]) : d::f32_to_f16(x[i]);
+            if (std::isnan(x[i])) {
+                const float back = t == DType::bf16 ? d::bf16_to_f32(narrow[i]) : d::f16_to_f32(narrow[i]);
+                ASSERT_TRUE(std::isnan(back)) << std::hex << std::bit_cast<std::uint32_t>(x[i]);
+            } else {
+                ASSERT_EQ(narrow[i], ref) << opennsa::dtype_name(t) << " of " << std::hex << std::bit_cast<std::uint32_t>(x[i]);
+            }
+        }
+    }
 }
 
 TEST(Avx2Kernels, ExpIsAccurate) {

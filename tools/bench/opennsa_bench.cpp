@@ -172,6 +172,7 @@ std::int64_t peak_rss_bytes() {
 
 struct Result {
     double median = 0, min = 0;
+    std::size_t workspace = 0;  // bytes the library allocates per call beyond inputs and outputs
 };
 
 Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
@@ -219,7 +220,8 @@ Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
                          opennsa::dtype_name(t), threads, rep < 0 ? "warm-up" : "rep", rep < 0 ? 0 : rep + 1, reps, s);
     }
     std::sort(times.begin(), times.end());
-    return {times[times.size() / 2], times.front()};
+    return {times[times.size() / 2], times.front(),
+            fwd ? opennsa::forward_workspace_bytes(fa, params) : opennsa::backward_workspace_bytes(ba, params)};
 }
 
 // The integer shape flags, as members of Workload.
@@ -350,19 +352,22 @@ int main(int argc, char** argv) {
             std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
                         "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
                         "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
-                        "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld}\n",
+                        "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,\"workspace_bytes\":%lld,"
+                        "\"fp32_dkdv_bytes\":%lld}\n",
                         w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
                         (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
                         (long long)w.C, w.causal ? "true" : "false", threads, kernel ? kernel : "auto", reps,
-                        r.median, r.min, gf, peak_t, peak_t > 0 ? gf / peak_t : 0.0, (long long)peak_rss_bytes());
+                        r.median, r.min, gf, peak_t, peak_t > 0 ? gf / peak_t : 0.0, (long long)peak_rss_bytes(),
+                        (long long)r.workspace, (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4));
         } else {
             std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
                         "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s fp32 FMA peak, "
-                        "peak RSS %.0f MiB\n",
+                        "peak RSS %.0f MiB, workspace %.1f MiB\n",
                         w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
                         (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
                         w.causal ? "causal" : "full", threads, r.median, r.min, gf,
-                        peak_t > 0 ? 100 * gf / peak_t : 0.0, peak_t, double(peak_rss_bytes()) / (1 << 20));
+                        peak_t > 0 ? 100 * gf / peak_t : 0.0, peak_t, double(peak_rss_bytes()) / (1 << 20),
+                        double(r.workspace) / (1 << 20));
         }
         std::fflush(stdout);
     }

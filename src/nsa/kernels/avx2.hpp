@@ -25,6 +25,10 @@ void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::i
 // Tests only: query tokens per dQ-partials chunk of the backward (0: derived from the problem). Results do
 // not depend on it (each accumulator sums its terms in the same order either way).
 void set_chunk_tokens_for_testing(std::int64_t tokens) noexcept;
+// n values of dtype `dtype` (fp16 / bf16 / fp32) widened to fp32, and n fp32 values rounded into
+// it: the vector conversions the passes use on contiguous rows (tails included).
+void widen(DType dtype, const void* in, float* out, std::int64_t n);
+void narrow(DType dtype, const float* in, void* out, std::int64_t n);
 // out[i] = exp(in[i]) for n values (any n), the vector polynomial the passes use.
 void exp(const float* in, float* out, std::int64_t n);
 

@@ -2,18 +2,23 @@
 // generic path's seven, by computing dQ inside the key-block step for a fixed chunk of query
 // tokens (the FSA paper's loop order).
 //
-// For each chunk of query tokens, in order:
+// The kv heads are independent (head n2 reads only its K/V and its G query heads, and writes only
+// its dk/dv rows and those heads' dq rows), so they run one after another and every per-head
+// buffer (packed K/V, fp32 dK/dV accumulators, the chunk) is sized for one head. For each head:
+//   0. pack its K and V block panels as fp32 (transposed); zero its accumulators;
+//   for each chunk of query tokens, in order:
 //   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o);
-//   2. dK/dV step, task = (kv head, key block): the chunk's (token, slot) entries of the reverse
-//      index, times the G heads, form the rows of S = Q K_blk^T and dP = dO V_blk^T (tiles of
-//      kRowTile rows); P and dS = P (dP - D) follow elementwise; dV += P^T dO and dK += dS^T Q
-//      accumulate in fp32 rows that persist across chunks; the per-(row, slot) partial
-//      dQ_slot = dS K_blk is a matmul over the same rows, written to the chunk's store;
-//   3. dQ step, task = (kv head, kQueryTokens tokens): dQ = sum of the partials in slot order.
+//   2. dK/dV step, task = key block: the chunk's (token, slot) entries of the reverse index, times
+//      the G heads, form the rows of S = Q K_blk^T and dP = dO V_blk^T (tiles of kRowTile rows);
+//      P and dS = P (dP - D) follow elementwise; dV += P^T dO and dK += dS^T Q accumulate in fp32
+//      rows that persist across chunks; the per-(row, slot) partial dQ_slot = dS K_blk is a
+//      matmul over the same rows, written to the chunk's store;
+//   3. dQ step, task = kQueryTokens tokens: dQ = sum of the partials in slot order;
+//   4. dk = scale * acc and dv = acc, rounded once.
 // Every matmul batches all rows that selected a block, so small G still gets real matmuls.
-// Finally dk = scale * acc and dv = acc are rounded once. Chunks run one after another and every
-// accumulator row is owned by one task per chunk, reduced in a fixed order: the same bits for
-// any thread count. Extra memory: the fp32 accumulators, K/V packed as fp32, and one chunk.
+// Chunks run one after another and every accumulator row is owned by one task per chunk, reduced
+// in a fixed order: the same bits for any thread count and any chunk size. Extra memory: one
+// head's accumulators and packed K/V, the reverse index, and one chunk (about kDqChunkBytes).
 #include "nsa/kernels/avx2.hpp"
 
 #if defined(__x86_64__)
@@ -37,8 +42,13 @@ struct BackwardLayout {
     std::int64_t chunk;  // query tokens per chunk
     explicit BackwardLayout(const Problem& p)
         : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
-        const std::int64_t per_token = std::max<std::int64_t>(1, p.N1 * p.C * Dkp * 4);
-        chunk = std::max<std::int64_t>(tiles::kQueryTokens, tiles::kDqChunkBytes / per_token / tiles::kQueryTokens *
+        // The chunk's dQ partials take a quarter of the fp32 dk+dv size of all heads, within
+        // [kDqChunkMinBytes, kDqChunkBytes]: the workspace then stays near the accumulator size the
+        // memory target allows (one head's accumulators and panels are the rest).
+        const std::int64_t dkdv_bytes = p.N2 * p.T2 * (p.Dk + p.Dv) * 4;
+        const std::int64_t budget = std::clamp(dkdv_bytes / 4, tiles::kDqChunkMinBytes, tiles::kDqChunkBytes);
+        const std::int64_t per_token = std::max<std::int64_t>(1, p.G * p.C * Dkp * 4);
+        chunk = std::max<std::int64_t>(tiles::kQueryTokens, budget / per_token / tiles::kQueryTokens *
                                                                 tiles::kQueryTokens);
         chunk = std::min(chunk, std::max<std::int64_t>(tiles::kQueryTokens, tiles::padded(p.T1)));
         if (const std::int64_t forced = chunk_override.load(std::memory_order_relaxed); forced > 0) chunk = forced;
@@ -50,29 +60,28 @@ struct RowStats {
 };
 
 struct BackwardWs {
-    std::span<float> krows;  // [N2][T2][Dkp]
-    std::span<float> kt;     // [N2][nb][Dk][bsp]
-    std::span<float> vt;     // [N2][nb][Dv][bsp]
-    std::span<float> dk, dv; // accumulators [N2][T2][Dkp], [N2][T2][Dvp]
-    ReverseIndex index;      // entries t * C + slot
-    std::span<float> q, dO;  // chunk rows [chunk][N1][Dkp], [chunk][N1][Dvp]
-    std::span<RowStats> stats;  // [chunk][N1]
-    std::span<float> dqp;    // partial dQ per slot [chunk][N1][C][Dkp]
+    ReverseIndex index;      // all heads; entries t * C + slot
+    // One kv head at a time:
+    std::span<float> kt;     // [nb][Dk][bsp]
+    std::span<float> vt;     // [nb][Dv][bsp]
+    std::span<float> dk, dv; // accumulators [T2][Dkp], [T2][Dvp]
+    std::span<float> q, dO;  // chunk rows [chunk][G][Dkp], [chunk][G][Dvp]
+    std::span<RowStats> stats;  // [chunk][G]
+    std::span<float> dqp;    // partial dQ per slot [chunk][G][C][Dkp]
 };
 
 BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) {
     BackwardWs w;
-    w.krows = c.take<float>(p.N2 * p.T2 * l.Dkp);
-    w.kt = c.take<float>(p.N2 * l.nb * p.Dk * l.bsp);
-    w.vt = c.take<float>(p.N2 * l.nb * p.Dv * l.bsp);
-    w.dk = c.take<float>(p.N2 * p.T2 * l.Dkp);
-    w.dv = c.take<float>(p.N2 * p.T2 * l.Dvp);
     w.index.offsets = c.take<std::int64_t>(p.N2 * l.nb + 1);
     w.index.rows = c.take<std::int64_t>(p.T1 * p.N2 * p.C);
-    w.q = c.take<float>(l.chunk * p.N1 * l.Dkp);
-    w.dO = c.take<float>(l.chunk * p.N1 * l.Dvp);
-    w.stats = c.take<RowStats>(l.chunk * p.N1);
-    w.dqp = c.take<float>(l.chunk * p.N1 * p.C * l.Dkp);
+    w.kt = c.take<float>(l.nb * p.Dk * l.bsp);
+    w.vt = c.take<float>(l.nb * p.Dv * l.bsp);
+    w.dk = c.take<float>(p.T2 * l.Dkp);
+    w.dv = c.take<float>(p.T2 * l.Dvp);
+    w.q = c.take<float>(l.chunk * p.G * l.Dkp);
+    w.dO = c.take<float>(l.chunk * p.G * l.Dvp);
+    w.stats = c.take<RowStats>(l.chunk * p.G);
+    w.dqp = c.take<float>(l.chunk * p.G * p.C * l.Dkp);
     return w;
 }
 
@@ -85,6 +94,7 @@ struct BlockScratch {
     std::int64_t* vis; // [kRowTile] visible keys of the block for the row
     float* s;          // [kRowTile][bsp]: S, then P
     float* dp;         // [kRowTile][bsp]: dP, then dS
+    float* krows;      // [bs][Dkp]: the block's K rows as fp32 (B of dQ_slot = dS K_blk)
 };
 
 // P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
@@ -105,31 +115,44 @@ NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std:
     }
 }
 
-// dK/dV step for key block gb of kv head n2 over the chunk's tokens [c0, c1).
-NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
-                         std::int64_t gb, std::int64_t c0, std::int64_t c1, const BlockScratch& w) {
+// The chunk's entries of head n2's index cell for key block gb: tokens [c0, c1).
+std::span<const std::int64_t> chunk_entries(const Problem& p, const BackwardLayout& l, const BackwardWs& ws,
+                                            std::int64_t n2, std::int64_t gb, std::int64_t c0, std::int64_t c1) {
     const std::span<const std::int64_t> all = ws.index.of(n2, l.nb, gb);
     const auto lo = std::lower_bound(all.begin(), all.end(), c0 * p.C);
     const auto hi = std::lower_bound(lo, all.end(), c1 * p.C);
-    if (lo == hi) return;
+    return {&*lo, static_cast<std::size_t>(hi - lo)};
+}
+
+// dK/dV step for key block gb of kv head n2 over the chunk's entries.
+template <class S>
+NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
+                         std::int64_t gb, std::int64_t c0, std::span<const std::int64_t> entries,
+                         const BlockScratch& w) {
+    if (entries.empty()) return;
     const std::int64_t b = (std::upper_bound(l.blocks.first.begin(), l.blocks.first.end(), gb) - l.blocks.first.begin()) - 1;
     const std::int64_t x = gb - l.blocks.first[b];
     const QueryRow batch_row{b, 0, p.batches.kv[b], p.batches.key_count(b)};
     const std::int64_t keys = std::min(p.bs, batch_row.S2 - x * p.bs);
-    const std::int64_t key0 = n2 * p.T2 + batch_row.kv0 + x * p.bs;
-    const float* kt = ws.kt.data() + (n2 * l.nb + gb) * p.Dk * l.bsp;
-    const float* vt = ws.vt.data() + (n2 * l.nb + gb) * p.Dv * l.bsp;
+    const std::int64_t key0 = batch_row.kv0 + x * p.bs;
+    const float* kt = ws.kt.data() + gb * p.Dk * l.bsp;
+    const float* vt = ws.vt.data() + gb * p.Dv * l.bsp;
     float* dk = ws.dk.data() + key0 * l.Dkp;
     float* dv = ws.dv.data() + key0 * l.Dvp;
-    const float* krows = ws.krows.data() + key0 * l.Dkp;
-    const std::int64_t total = (hi - lo) * p.G;
+    // K rows straight from the input, per task: a few vector loads next to the step's matmuls,
+    // and no T2-sized row copy in the workspace.
+    for (std::int64_t i = 0; i < keys; ++i) {
+        float* row = w.krows + i * l.Dkp;
+        load_row_f32<S>(p.k, key0 + i, n2, row, p.Dk);
+        std::fill(row + p.Dk, row + l.Dkp, 0.0f);
+    }
+    const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
         for (std::int64_t r = 0; r < rows; ++r) {
-            const std::int64_t e = lo[(r0 + r) / p.G];
+            const std::int64_t e = entries[static_cast<std::size_t>((r0 + r) / p.G)];
             const std::int64_t t = e / p.C, slot = e % p.C;
-            const std::int64_t h = n2 * p.G + (r0 + r) % p.G;
-            const std::int64_t cell = (t - c0) * p.N1 + h;
+            const std::int64_t cell = (t - c0) * p.G + (r0 + r) % p.G;
             QueryRow row = batch_row;
             row.pos = t - p.batches.q[b];
             const Segment seg = visible_part(p, row, x);
@@ -144,7 +167,7 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
         probabilities(l, w, rows, static_cast<float>(p.scale));
         gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
         gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
-        gemm_tiles(rows, l.Dkp, keys, StridedA{w.dp, l.bsp, 1}, StridedB{krows, l.Dkp}, GatheredC{w.dqp}, false);
+        gemm_tiles(rows, l.Dkp, keys, StridedA{w.dp, l.bsp, 1}, StridedB{w.krows, l.Dkp}, GatheredC{w.dqp}, false);
     }
 }
 
@@ -155,8 +178,9 @@ NSA_AVX2 void dq_step(const Problem& p, const BackwardLayout& l, const BackwardW
                       std::int64_t c0, std::int64_t t0, std::int64_t t1, float* acc) {
     for (std::int64_t t = t0; t < t1; ++t) {
         const QueryRow row = locate_query(p, t);
-        for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
-            const float* part = ws.dqp.data() + ((t - c0) * p.N1 + h) * p.C * l.Dkp;
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            const std::int64_t h = n2 * p.G + g;
+            const float* part = ws.dqp.data() + ((t - c0) * p.G + g) * p.C * l.Dkp;
             bool any = false;
             for (std::int64_t j = 0; row.batch >= 0 && j < p.C; ++j) {
                 const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
@@ -171,7 +195,7 @@ NSA_AVX2 void dq_step(const Problem& p, const BackwardLayout& l, const BackwardW
                 any = true;
             }
             if (any)
-                store_row<S>(p.dq, t, h, acc, static_cast<float>(p.scale), p.Dk);
+                store_row_f32<S>(p.dq, t, h, acc, static_cast<float>(p.scale), p.Dk);
             else  // padding row or nothing visible
                 store_zero_row<S>(p.dq, t, h, p.Dk);
         }
@@ -186,24 +210,45 @@ NSA_AVX2 float fma_dot(const float* a, const float* b, std::int64_t n) {
     return _mm_cvtss_f32(acc);
 }
 
-// Chunk rows as fp32 and the row statistics D = dO.o, max, 1/sum, for valid tokens [c0, c1).
+// Chunk rows of head group n2 as fp32 and the row statistics D = dO.o, max, 1/sum, for valid
+// tokens [c0, c1).
 template <class S>
-void pack_chunk(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t c0, std::int64_t c1,
-                std::vector<float>& o_rows, int threads) {
+void pack_chunk(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2, std::int64_t c0,
+                std::int64_t c1, std::vector<float>& o_rows, int threads) {
     parallel_for(c1 - c0, threads, [&](std::int64_t i, int worker) {
         const std::int64_t t = c0 + i;
         float* o = o_rows.data() + worker * p.Dv;
-        for (std::int64_t h = 0; h < p.N1; ++h) {
-            float* q = ws.q.data() + (i * p.N1 + h) * l.Dkp;
-            float* dO = ws.dO.data() + (i * p.N1 + h) * l.Dvp;
-            load_row<S>(p.q, t, h, q, p.Dk);
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            const std::int64_t h = n2 * p.G + g;
+            float* q = ws.q.data() + (i * p.G + g) * l.Dkp;
+            float* dO = ws.dO.data() + (i * p.G + g) * l.Dvp;
+            load_row_f32<S>(p.q, t, h, q, p.Dk);
             std::fill(q + p.Dk, q + l.Dkp, 0.0f);
-            load_row<S>(p.out_grad, t, h, dO, p.Dv);
+            load_row_f32<S>(p.out_grad, t, h, dO, p.Dv);
             std::fill(dO + p.Dv, dO + l.Dvp, 0.0f);
-            load_row<S>(p.out, t, h, o, p.Dv);
-            ws.stats[static_cast<std::size_t>(i * p.N1 + h)] = {*element<const float>(p.softmax_max, t, h, 0),
-                                                                1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                                fma_dot(dO, o, p.Dv)};
+            load_row_f32<S>(p.out, t, h, o, p.Dv);
+            ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
+                                                               1.0f / *element<const float>(p.softmax_sum, t, h, 0),
+                                                               fma_dot(dO, o, p.Dv)};
+        }
+    });
+}
+
+// Rounds head n2's accumulators into dk, dv (zeros for key rows past the last batch, which
+// belong to no block).
+template <class S>
+void store_head(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2, int threads) {
+    constexpr std::int64_t kRows = 64;
+    const std::int64_t valid_keys = p.batches.valid_keys();
+    parallel_for((p.T2 + kRows - 1) / kRows, threads, [&](std::int64_t task, int) {
+        for (std::int64_t t = task * kRows; t < std::min((task + 1) * kRows, p.T2); ++t) {
+            if (t >= valid_keys) {
+                store_zero_row<S>(p.dk, t, n2, p.Dk);
+                store_zero_row<S>(p.dv, t, n2, p.Dv);
+                continue;
+            }
+            store_row_f32<S>(p.dk, t, n2, ws.dk.data() + t * l.Dkp, static_cast<float>(p.scale), p.Dk);
+            store_row_f32<S>(p.dv, t, n2, ws.dv.data() + t * l.Dvp, 1.0f, p.Dv);
         }
     });
 }
@@ -214,15 +259,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     Carver carver(workspace.data());
     BackwardWs ws = carve_backward(p, l, carver);
     const int threads = thread_count();
-
-    pack_rows<S>(p.k, p.T2, p.N2, p.Dk, l.Dkp, ws.krows.data(), threads);
-    pack_panels<S>(p, l.blocks, p.k, p.Dk, ws.kt.data(), threads);
-    pack_panels<S>(p, l.blocks, p.v, p.Dv, ws.vt.data(), threads);
-    parallel_for(p.N2, threads, [&](std::int64_t n2, int) {
-        std::fill_n(ws.dk.data() + n2 * p.T2 * l.Dkp, p.T2 * l.Dkp, 0.0f);
-        std::fill_n(ws.dv.data() + n2 * p.T2 * l.Dvp, p.T2 * l.Dvp, 0.0f);
-    });
-    build_reverse_index_slots(p, l.blocks, ws.index);
+    build_reverse_index_slots(p, l.blocks, ws.index, threads);
 
     // Per-worker scratch.
     const std::size_t tw = static_cast<std::size_t>(threads);
@@ -230,48 +267,54 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<float*> dqptr(tw * kRowTile);
     std::vector<RowStats> stats(tw * kRowTile);
     std::vector<std::int64_t> vis(tw * kRowTile);
-    std::vector<float> tiles_f(tw * static_cast<std::size_t>(2 * kRowTile * l.bsp));
+    const std::size_t per_worker = static_cast<std::size_t>(2 * kRowTile * l.bsp + p.bs * l.Dkp);
+    std::vector<float> tiles_f(tw * per_worker);
     std::vector<float> dq_acc(tw * static_cast<std::size_t>(l.Dkp));
     std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
 
+    std::vector<std::span<const std::int64_t>> work(static_cast<std::size_t>(l.nb));  // a chunk's entries per block
+    std::vector<std::int64_t> order(static_cast<std::size_t>(l.nb));
+
     const std::int64_t valid = p.batches.valid_queries();
-    for (std::int64_t c0 = 0; c0 < p.T1; c0 += l.chunk) {
-        const std::int64_t c1 = std::min(c0 + l.chunk, p.T1);
-        const std::int64_t v1 = std::min(c1, valid);
-        if (c0 < v1) {
-            pack_chunk<S>(p, l, ws, c0, v1, o_rows, threads);
-            parallel_for(p.N2 * l.nb, threads, [&](std::int64_t task, int worker) {
-                const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
-                float* f = tiles_f.data() + static_cast<std::size_t>(worker) * 2 * kRowTile * l.bsp;
-                const BlockScratch w{qptr.data() + o, doptr.data() + o, dqptr.data() + o, stats.data() + o,
-                                     vis.data() + o, f, f + kRowTile * l.bsp};
-                block_step(p, l, ws, task / l.nb, task % l.nb, c0, v1, w);
+    for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
+        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, ws.kt.data(), threads);
+        pack_panels<S>(p, l.blocks, p.v, n2, p.Dv, ws.vt.data(), threads);
+        parallel_for(2, threads, [&](std::int64_t which, int) {
+            const std::span<float> acc = which == 0 ? ws.dk : ws.dv;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+        });
+        for (std::int64_t c0 = 0; c0 < p.T1; c0 += l.chunk) {
+            const std::int64_t c1 = std::min(c0 + l.chunk, p.T1);
+            const std::int64_t v1 = std::min(c1, valid);
+            if (c0 < v1) {
+                pack_chunk<S>(p, l, ws, n2, c0, v1, o_rows, threads);
+                // Largest blocks first (the local and first blocks every token selects can hold 8x
+                // the average rows), so the threads finish the step together. Claim order only:
+                // each block is still one task that owns its accumulator rows.
+                for (std::int64_t gb = 0; gb < l.nb; ++gb)
+                    work[static_cast<std::size_t>(gb)] = chunk_entries(p, l, ws, n2, gb, c0, v1);
+                for (std::int64_t gb = 0; gb < l.nb; ++gb) order[static_cast<std::size_t>(gb)] = gb;
+                std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+                    return work[static_cast<std::size_t>(a)].size() > work[static_cast<std::size_t>(b)].size();
+                });
+                parallel_for(l.nb, threads, [&](std::int64_t task, int worker) {
+                    const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
+                    float* f = tiles_f.data() + static_cast<std::size_t>(worker) * per_worker;
+                    const BlockScratch w{qptr.data() + o, doptr.data() + o, dqptr.data() + o, stats.data() + o,
+                                         vis.data() + o, f, f + kRowTile * l.bsp, f + 2 * kRowTile * l.bsp};
+                    const std::int64_t gb = order[static_cast<std::size_t>(task)];
+                    block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w);
+                });
+            }
+            const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
+            parallel_for(groups, threads, [&](std::int64_t group, int worker) {
+                const std::int64_t t0 = c0 + group * tiles::kQueryTokens;
+                dq_step<S>(p, l, ws, n2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
+                           dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.Dkp));
             });
         }
-        const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
-        parallel_for(groups * p.N2, threads, [&](std::int64_t task, int worker) {
-            const std::int64_t t0 = c0 + (task % groups) * tiles::kQueryTokens;  // kv-head-major
-            dq_step<S>(p, l, ws, task / groups, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
-                       dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.Dkp));
-        });
+        store_head<S>(p, l, ws, n2, threads);
     }
-
-    // Round the accumulators once; key rows past the last batch belong to no block.
-    constexpr std::int64_t kRows = 64;
-    const std::int64_t parts = (p.T2 + kRows - 1) / kRows;
-    const std::int64_t valid_keys = p.batches.valid_keys();
-    parallel_for(p.N2 * parts, threads, [&](std::int64_t task, int) {
-        const std::int64_t n2 = task % p.N2;
-        for (std::int64_t t = (task / p.N2) * kRows; t < std::min((task / p.N2 + 1) * kRows, p.T2); ++t) {
-            if (t >= valid_keys) {
-                store_zero_row<S>(p.dk, t, n2, p.Dk);
-                store_zero_row<S>(p.dv, t, n2, p.Dv);
-                continue;
-            }
-            store_row<S>(p.dk, t, n2, ws.dk.data() + (n2 * p.T2 + t) * l.Dkp, static_cast<float>(p.scale), p.Dk);
-            store_row<S>(p.dv, t, n2, ws.dv.data() + (n2 * p.T2 + t) * l.Dvp, 1.0f, p.Dv);
-        }
-    });
 }
 
 }  // namespace
@@ -291,6 +334,20 @@ void set_chunk_tokens_for_testing(std::int64_t tokens) noexcept { chunk_override
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
           std::int64_t ldb, float* c, std::int64_t ldc, bool accumulate) {
     gemm_tiles(M, N, K, StridedA{a, lda, 1}, StridedB{b, ldb}, StridedC{c, ldc}, accumulate);
+}
+
+void widen(DType dtype, const void* in, float* out, std::int64_t n) {
+    with_float_storage(dtype, [&](auto* tag) {
+        using S = std::remove_pointer_t<decltype(tag)>;
+        load_row_f32<S>(TensorView::contiguous(in, dtype, {1, 1, n}), 0, 0, out, n);
+    });
+}
+
+void narrow(DType dtype, const float* in, void* out, std::int64_t n) {
+    with_float_storage(dtype, [&](auto* tag) {
+        using S = std::remove_pointer_t<decltype(tag)>;
+        store_row_f32<S>(TensorView::contiguous(out, dtype, {1, 1, n}), 0, 0, in, 1.0f, n);
+    });
 }
 
 NSA_AVX2 void exp(const float* in, float* out, std::int64_t n) {

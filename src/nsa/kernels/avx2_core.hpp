@@ -10,13 +10,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "nsa/kernels/portable.hpp"
 #include "nsa/kernels/tiles.hpp"
 #include "nsa/plan.hpp"
 #include "nsa/threading.hpp"
 
-#define NSA_AVX2 __attribute__((target("avx2,fma")))
+#define NSA_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace opennsa::detail::avx2 {
 namespace {
@@ -163,6 +164,67 @@ NSA_AVX2 inline float hmax(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
 }
 
+// ---- row conversion (storage dtype <-> fp32), vectorised for contiguous rows -----------------
+
+// 8 storage values at p widened to fp32: exact for every dtype (bf16 is the high half of an fp32,
+// fp16 widens with F16C's vcvtph2ps).
+template <class S>
+NSA_AVX2 inline __m256 load8(const S* p) {
+    if constexpr (std::is_same_v<S, float>) {
+        return _mm256_loadu_ps(p);
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        if constexpr (std::is_same_v<S, bf16_t>)
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        else
+            return _mm256_cvtph_ps(h);
+    }
+}
+
+// 8 fp32 values rounded to nearest even into storage at p, bit-identical to store_acc for every
+// non-NaN value (a NaN stays a NaN).
+template <class S>
+NSA_AVX2 inline void store8(S* p, __m256 v) {
+    if constexpr (std::is_same_v<S, float>) {
+        _mm256_storeu_ps(p, v);
+    } else if constexpr (std::is_same_v<S, f16_t>) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    } else {  // bf16: u + 0x7fff + (bit 16 of u), high halves; NaNs made quiet as f32_to_bf16 does
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+        const __m256i hi = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
+        // Pack the 8 high halves into 8 uint16 (values < 2^16, so unsigned saturation is exact).
+        const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+    }
+}
+
+// Row (i, j, :) of a 3-D view of storage S into n fp32 values (any stride; vector loads when
+// the row is contiguous).
+template <class S>
+NSA_AVX2 inline void load_row_f32(const TensorView& t, std::int64_t i, std::int64_t j, float* out, std::int64_t n) {
+    if (t.strides[2] != 1) return load_row<S>(t, i, j, out, n);
+    const S* src = element<const S>(t, i, j, 0);
+    std::int64_t d = 0;
+    for (; d + kLanes <= n; d += kLanes) _mm256_storeu_ps(out + d, load8(src + d));
+    for (; d < n; ++d) out[d] = load_acc(src + d);
+}
+
+// n fp32 values times `factor`, rounded into row (i, j, :) of a 3-D view of storage S.
+template <class S>
+NSA_AVX2 inline void store_row_f32(const TensorView& t, std::int64_t i, std::int64_t j, const float* in, float factor,
+                                   std::int64_t n) {
+    if (t.strides[2] != 1) return store_row<S>(t, i, j, in, factor, n);
+    S* dst = element<S>(t, i, j, 0);
+    const __m256 f = _mm256_set1_ps(factor);
+    std::int64_t d = 0;
+    for (; d + kLanes <= n; d += kLanes) store8(dst + d, _mm256_mul_ps(_mm256_loadu_ps(in + d), f));
+    for (; d < n; ++d) store_acc(dst + d, in[d] * factor);
+}
+
 // Calls fn(tag) with a null pointer of the storage type of an fp16 / bf16 / fp32 problem (the
 // fp64 path never comes here).
 template <class Fn>
@@ -174,38 +236,34 @@ void with_float_storage(DType t, Fn&& fn) {
 
 // ---- packing (plain C++; done once per call or per chunk) ----------------------------------
 
-// out[n][t][0, Dp) = row (t, n) of src as fp32, zero-padded from D to Dp. Tasks of 64 rows.
+// out[t][0, Dp) = row (t, n) of src as fp32, zero-padded from D to Dp, for one head n. Tasks of
+// 64 rows.
 template <class S>
-void pack_rows(const TensorView& src, std::int64_t T, std::int64_t N, std::int64_t D, std::int64_t Dp, float* out,
+void pack_rows(const TensorView& src, std::int64_t T, std::int64_t n, std::int64_t D, std::int64_t Dp, float* out,
                int threads) {
     constexpr std::int64_t kRows = 64;
-    const std::int64_t chunks = (T + kRows - 1) / kRows;
-    parallel_for(chunks * N, threads, [&](std::int64_t task, int) {
-        const std::int64_t n = task % N;
-        const std::int64_t t0 = (task / N) * kRows;
-        for (std::int64_t t = t0; t < std::min(t0 + kRows, T); ++t) {
-            float* row = out + (n * T + t) * Dp;
-            load_row<S>(src, t, n, row, D);
+    parallel_for((T + kRows - 1) / kRows, threads, [&](std::int64_t task, int) {
+        for (std::int64_t t = task * kRows; t < std::min((task + 1) * kRows, T); ++t) {
+            float* row = out + t * Dp;
+            load_row_f32<S>(src, t, n, row, D);
             std::fill(row + D, row + Dp, 0.0f);
         }
     });
 }
 
-// Transposed block panels: out[n][block][d][0, bsp) = src[key0 + i, n, d] for the block's keys,
-// zero for i past the block or past its batch. The microkernel reads them as B rows of S = Q K^T.
+// Transposed block panels of head n: out[block][d][0, bsp) = src[key0 + i, n, d] for the block's
+// keys, zero for i past the block or past its batch. The microkernel reads them as B rows of
+// S = Q K^T.
 template <class S>
-void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t D, float* out,
-                 int threads) {
-    const std::int64_t nb = blocks.total();
+void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t n, std::int64_t D,
+                 float* out, int threads) {
     const std::int64_t bsp = padded(p.bs);
-    parallel_for(p.N2 * nb, threads, [&](std::int64_t task, int) {
-        const std::int64_t n = task / nb;
-        const std::int64_t gb = task % nb;
+    parallel_for(blocks.total(), threads, [&](std::int64_t gb, int) {
         const std::int64_t b = (std::upper_bound(blocks.first.begin(), blocks.first.end(), gb) - blocks.first.begin()) - 1;
         const std::int64_t x = gb - blocks.first[b];
         const std::int64_t rows = std::min(p.bs, p.batches.key_count(b) - x * p.bs);
         const std::int64_t key0 = p.batches.kv[b] + x * p.bs;
-        float* panel = out + task * D * bsp;
+        float* panel = out + gb * D * bsp;
         std::fill(panel, panel + D * bsp, 0.0f);
         const std::int64_t stride = src.strides[2];
         for (std::int64_t i = 0; i < rows; ++i) {

@@ -7,7 +7,8 @@ namespace opennsa::detail {
 
 bool cpu_has_avx2() noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("f16c");
     return has;
 #else
     return false;

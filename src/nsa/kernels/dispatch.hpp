@@ -6,7 +6,7 @@ namespace opennsa::detail {
 
 enum class KernelPath { portable, avx2 };
 
-bool cpu_has_avx2() noexcept;  // AVX2 + FMA, x86-64 only
+bool cpu_has_avx2() noexcept;  // AVX2 + FMA + F16C, x86-64 only
 KernelPath kernel_path() noexcept;
 const char* kernel_path_name(KernelPath path) noexcept;
 

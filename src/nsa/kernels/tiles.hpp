@@ -11,10 +11,12 @@ inline constexpr int kMR = 6;     // microkernel rows (broadcast operand)
 inline constexpr int kNR = 2;     // microkernel columns, in vectors: 6 x 16 fp32 = 12 accumulators
 inline constexpr std::int64_t kRowTile = 64;  // query rows per dK/dV step (S, dP, dS tiles of kRowTile x bs)
 inline constexpr std::int64_t kQueryTokens = 8;  // query tokens per forward / dQ task
-// The backward keeps per-(row, slot) dQ partials for a fixed chunk of query tokens; the chunk holds
-// about this many bytes of them. Larger chunks mean fewer round trips of the dK/dV accumulators
-// and fewer barriers (64 MiB measured 9% faster than 16 MiB at T=8192, N1=64, 2 threads).
-inline constexpr std::int64_t kDqChunkBytes = std::int64_t{64} << 20;
+// The backward keeps per-(row, slot) dQ partials of one kv head for a fixed chunk of query tokens;
+// the chunk holds about this many bytes of them (85 tokens at G = 16, C = 16, Dk = 192). Larger
+// chunks mean fewer round trips of the dK/dV accumulators and fewer barriers; at T = 4096,
+// N1 = 64, 2 threads, 8 MiB was ~5% slower than 16 MiB, and 32 / 64 MiB were within noise of it.
+inline constexpr std::int64_t kDqChunkBytes = std::int64_t{16} << 20;
+inline constexpr std::int64_t kDqChunkMinBytes = std::int64_t{2} << 20;
 
 // Rounds n up to whole vectors: packed rows are padded with zeros to this width.
 constexpr std::int64_t padded(std::int64_t n) noexcept { return (n + kLanes - 1) / kLanes * kLanes; }
