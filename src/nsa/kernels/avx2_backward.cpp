@@ -7,7 +7,8 @@
 // buffer (packed K/V, fp32 dK/dV accumulators, the chunk) is sized for one head. For each head:
 //   0. pack its K and V block panels as fp32 (transposed); zero its accumulators;
 //   for each chunk of query tokens, in order:
-//   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o);
+//   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o)
+//      (in the same job as the previous chunk's step 3);
 //   2. dK/dV step, task = key block: the chunk's (token, slot) entries of the reverse index, times
 //      the G heads, form the rows of S = Q K_blk^T and dP = dO V_blk^T (tiles of kRowTile rows);
 //      P and dS = P (dP - D) follow elementwise; dV += P^T dO and dK += dS^T Q accumulate in fp32
@@ -210,28 +211,25 @@ NSA_AVX2 float fma_dot(const float* a, const float* b, std::int64_t n) {
     return _mm_cvtss_f32(acc);
 }
 
-// Chunk rows of head group n2 as fp32 and the row statistics D = dO.o, max, 1/sum, for valid
-// tokens [c0, c1).
+// Row i of the chunk starting at c0, for head group n2: q and dO as fp32 and the row statistics
+// D = dO.o, max, 1/sum. o: [Dv] scratch.
 template <class S>
-void pack_chunk(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2, std::int64_t c0,
-                std::int64_t c1, std::vector<float>& o_rows, int threads) {
-    parallel_for(c1 - c0, threads, [&](std::int64_t i, int worker) {
-        const std::int64_t t = c0 + i;
-        float* o = o_rows.data() + worker * p.Dv;
-        for (std::int64_t g = 0; g < p.G; ++g) {
-            const std::int64_t h = n2 * p.G + g;
-            float* q = ws.q.data() + (i * p.G + g) * l.Dkp;
-            float* dO = ws.dO.data() + (i * p.G + g) * l.Dvp;
-            load_row_f32<S>(p.q, t, h, q, p.Dk);
-            std::fill(q + p.Dk, q + l.Dkp, 0.0f);
-            load_row_f32<S>(p.out_grad, t, h, dO, p.Dv);
-            std::fill(dO + p.Dv, dO + l.Dvp, 0.0f);
-            load_row_f32<S>(p.out, t, h, o, p.Dv);
-            ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
-                                                               1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                               fma_dot(dO, o, p.Dv)};
-        }
-    });
+void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
+                      std::int64_t c0, std::int64_t i, float* o) {
+    const std::int64_t t = c0 + i;
+    for (std::int64_t g = 0; g < p.G; ++g) {
+        const std::int64_t h = n2 * p.G + g;
+        float* q = ws.q.data() + (i * p.G + g) * l.Dkp;
+        float* dO = ws.dO.data() + (i * p.G + g) * l.Dvp;
+        load_row_f32<S>(p.q, t, h, q, p.Dk);
+        std::fill(q + p.Dk, q + l.Dkp, 0.0f);
+        load_row_f32<S>(p.out_grad, t, h, dO, p.Dv);
+        std::fill(dO + p.Dv, dO + l.Dvp, 0.0f);
+        load_row_f32<S>(p.out, t, h, o, p.Dv);
+        ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
+                                                           1.0f / *element<const float>(p.softmax_sum, t, h, 0),
+                                                           fma_dot(dO, o, p.Dv)};
+    }
 }
 
 // Rounds head n2's accumulators into dk, dv (zeros for key rows past the last batch, which
@@ -283,11 +281,18 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
             const std::span<float> acc = which == 0 ? ws.dk : ws.dv;
             std::fill(acc.begin(), acc.end(), 0.0f);
         });
+        // Valid tokens of the chunk starting at c0, whose rows the chunk packs.
+        const auto packed_tokens = [&](std::int64_t c0) {
+            return std::max<std::int64_t>(0, std::min({c0 + l.chunk, p.T1, valid}) - c0);
+        };
+        const auto pack_task = [&](std::int64_t c0, std::int64_t i, int worker) {
+            pack_chunk_token<S>(p, l, ws, n2, c0, i, o_rows.data() + static_cast<std::size_t>(worker * p.Dv));
+        };
+        parallel_for(packed_tokens(0), threads, [&](std::int64_t i, int worker) { pack_task(0, i, worker); });
         for (std::int64_t c0 = 0; c0 < p.T1; c0 += l.chunk) {
             const std::int64_t c1 = std::min(c0 + l.chunk, p.T1);
             const std::int64_t v1 = std::min(c1, valid);
             if (c0 < v1) {
-                pack_chunk<S>(p, l, ws, n2, c0, v1, o_rows, threads);
                 // Largest blocks first (the local and first blocks every token selects can hold 8x
                 // the average rows), so the threads finish the step together. Claim order only:
                 // each block is still one task that owns its accumulator rows.
@@ -306,9 +311,13 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                     block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w);
                 });
             }
+            // One job: this chunk's dQ sums (they read only the partials) and the next chunk's rows
+            // (which overwrite q, dO, stats, no longer read): one barrier per step instead of two.
             const std::int64_t groups = (c1 - c0 + tiles::kQueryTokens - 1) / tiles::kQueryTokens;
-            parallel_for(groups, threads, [&](std::int64_t group, int worker) {
-                const std::int64_t t0 = c0 + group * tiles::kQueryTokens;
+            const std::int64_t next = c1 < p.T1 ? packed_tokens(c1) : 0;
+            parallel_for(groups + next, threads, [&](std::int64_t task, int worker) {
+                if (task >= groups) return pack_task(c1, task - groups, worker);
+                const std::int64_t t0 = c0 + task * tiles::kQueryTokens;
                 dq_step<S>(p, l, ws, n2, c0, t0, std::min(t0 + tiles::kQueryTokens, c1),
                            dq_acc.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.Dkp));
             });
