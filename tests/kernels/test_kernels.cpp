@@ -201,6 +201,47 @@ INSTANTIATE_TEST_SUITE_P(Kernels, Paths,
                                            PathParam{"avx2", DType::f32}),
                          param_name);
 
+// The workspace size depends on the path (each lays out its scratch differently). A caller's
+// workspace sized while another path was forced is used when large enough and replaced by an
+// allocation otherwise: results are the path's own bits either way.
+TEST(Workspace, SizedUnderAnotherPath) {
+    if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "one path only";
+    Case c;
+    c.dtype = DType::bf16;
+    c.N1 = 8;
+    c.N2 = 2;
+    c.Dk = 24;
+    c.Dv = 16;
+    c.q_lens = c.kv_lens = {70, 33};
+    c.seed = case_seed(79);
+    Tensors t(c);
+    t.set_forward_from_reference();
+    const char* paths[] = {"portable", "avx2"};
+    for (int run = 0; run < 2; ++run) {
+        ::setenv("OPENNSA_KERNEL", paths[run], 1);
+        t.poison_outputs();
+        t.set_forward_from_reference();
+        opennsa::backward(t.backward_args(), t.params);
+        const auto dq = t.dq.bytes, dk = t.dk.bytes, dv = t.dv.bytes;
+        ::setenv("OPENNSA_KERNEL", paths[1 - run], 1);
+        const std::size_t other = opennsa::backward_workspace_bytes(t.backward_args(), t.params);
+        ::setenv("OPENNSA_KERNEL", paths[run], 1);
+        const std::size_t own = opennsa::backward_workspace_bytes(t.backward_args(), t.params);
+        ASSERT_GT(own, 0u);
+        ASSERT_GT(other, 0u);
+        std::vector<std::byte> ws(std::max(own, other) + 64, std::byte{0x5a});
+        auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(ws.data()) + 63) & ~std::uintptr_t{63});
+        t.dq.poison();
+        t.dk.poison();
+        t.dv.poison();
+        opennsa::backward(t.backward_args(), t.params, std::span<std::byte>(base, other));
+        EXPECT_EQ(t.dq.bytes, dq) << paths[run] << " run on a workspace sized for " << paths[1 - run];
+        EXPECT_EQ(t.dk.bytes, dk) << paths[run];
+        EXPECT_EQ(t.dv.bytes, dv) << paths[run];
+    }
+    ::unsetenv("OPENNSA_KERNEL");
+}
+
 #if defined(__x86_64__)
 TEST(Avx2Kernels, GemmTileEdges) {
     if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
