@@ -13,18 +13,20 @@ namespace opennsa {
 namespace {
 
 struct AlignedFree {
-    void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const noexcept { ::operator delete[](p, std::align_val_t{4096}); }
 };
 
 // Runs `pass` on the caller's workspace when it is large enough and 64-byte aligned (the
-// workspace layout aligns its pieces relative to the start), else on a fresh allocation.
+// workspace layout aligns its pieces relative to the start), else on a fresh allocation, which is
+// page-aligned: the placement of the pieces relative to pages changes the speed (up to 25% on the
+// backward, T=4096 N2=1, against an arbitrary 64-byte-aligned heap address).
 template <class Pass>
 void with_workspace(std::size_t need, std::span<std::byte> given, Pass&& pass) {
     if (given.size() >= need && reinterpret_cast<std::uintptr_t>(given.data()) % 64 == 0)
         return pass(given.first(need));
     std::unique_ptr<std::byte[], AlignedFree> own;
     try {
-        own.reset(static_cast<std::byte*>(::operator new[](need, std::align_val_t{64})));
+        own.reset(static_cast<std::byte*>(::operator new[](need, std::align_val_t{4096})));
     } catch (const std::bad_alloc&) {
         detail::fail(ErrorCode::internal, "out of memory: the workspace needs " + std::to_string(need) + " bytes");
     }

@@ -4,6 +4,7 @@
 //   opennsa-bench --preset bwd-bf16-n64 --json
 //   opennsa-bench --op backward --dtype bf16 --T 4096 --N1 16 --N2 1 --threads 2 --reps 5
 //   opennsa-bench --peak
+//   opennsa-bench --preset bwd-bf16-n64 --threads 2 --scaling   # 1 vs 2 threads, interleaved
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -175,7 +176,9 @@ struct Result {
     std::size_t workspace = 0;  // bytes the library allocates per call beyond inputs and outputs
 };
 
-Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
+// Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
+// then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
+std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
     std::mt19937_64 rng(12345);
     const DType t = w.dtype;
     Buffer q(t, w.T, w.N1, w.Dk), k(t, w.T, w.N2, w.Dk), v(t, w.T, w.N2, w.Dv), topk(DType::i32, w.T, w.N2, w.C);
@@ -190,13 +193,13 @@ Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
     params.block_size = w.bs;
     params.block_count = w.C;
     params.sparse_mode = w.causal ? opennsa::kSparseModeCausal : opennsa::kSparseModeNone;
-    opennsa::set_num_threads(threads);
     const opennsa::ForwardArgs fa{q.view, k.view, v.view, topk.view, {}, out.view, smax.view, ssum.view};
 
     const bool fwd = w.op == "forward";
     std::vector<Buffer> grads;
     opennsa::BackwardArgs ba{};
     if (!fwd) {
+        opennsa::set_num_threads(thread_counts.back());
         opennsa::forward(fa, params);  // out and statistics for the backward
         grads.emplace_back(t, w.T, w.N1, w.Dv);  // dO
         grads.back().fill(rng, 1.0);
@@ -206,22 +209,30 @@ Result run_workload(const Workload& w, int threads, int reps, bool quiet) {
         ba = {q.view, k.view, v.view, out.view, grads[0].view, smax.view, ssum.view, topk.view, {},
               grads[1].view, grads[2].view, grads[3].view};
     }
-    std::vector<double> times;
-    for (int rep = -1; rep < reps; ++rep) {  // rep -1 warms up
-        const auto t0 = Clock::now();
-        if (fwd)
-            opennsa::forward(fa, params);
-        else
-            opennsa::backward(ba, params);
-        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (rep >= 0) times.push_back(s);
-        if (!quiet)
-            std::fprintf(stderr, "[bench] %s %s %s threads=%d %s %d/%d: %.3f s\n", w.name.c_str(), w.op.c_str(),
-                         opennsa::dtype_name(t), threads, rep < 0 ? "warm-up" : "rep", rep < 0 ? 0 : rep + 1, reps, s);
+    std::vector<std::vector<double>> times(thread_counts.size());
+    for (int rep = -1; rep < reps; ++rep)  // rep -1 warms up
+        for (std::size_t c = 0; c < thread_counts.size(); ++c) {
+            opennsa::set_num_threads(thread_counts[c]);
+            const auto t0 = Clock::now();
+            if (fwd)
+                opennsa::forward(fa, params);
+            else
+                opennsa::backward(ba, params);
+            const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+            if (rep >= 0) times[c].push_back(s);
+            if (!quiet)
+                std::fprintf(stderr, "[bench] %s %s %s threads=%d %s %d/%d: %.3f s\n", w.name.c_str(), w.op.c_str(),
+                             opennsa::dtype_name(t), thread_counts[c], rep < 0 ? "warm-up" : "rep", rep < 0 ? 0 : rep + 1,
+                             reps, s);
+        }
+    const std::size_t workspace =
+        fwd ? opennsa::forward_workspace_bytes(fa, params) : opennsa::backward_workspace_bytes(ba, params);
+    std::vector<Result> results;
+    for (std::vector<double>& ts : times) {
+        std::sort(ts.begin(), ts.end());
+        results.push_back({ts[ts.size() / 2], ts.front(), workspace});
     }
-    std::sort(times.begin(), times.end());
-    return {times[times.size() / 2], times.front(),
-            fwd ? opennsa::forward_workspace_bytes(fa, params) : opennsa::backward_workspace_bytes(ba, params)};
+    return results;
 }
 
 // The integer shape flags, as members of Workload.
@@ -249,7 +260,8 @@ void usage() {
     std::fprintf(stderr,
                  "usage: opennsa-bench [--preset NAME|all] [--op forward|backward] [--dtype bf16|fp16|fp32|fp64]\n"
                  "       [--T n] [--N1 n] [--N2 n] [--Dk n] [--Dv n] [--bs n] [--C n] [--causal 0|1]\n"
-                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet]\n"
+                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet] [--scaling]\n"
+                 "--scaling times each workload at 1 thread and at --threads (reps interleaved) and prints the speed-up\n"
                  "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
                  "presets:");
     for (const Preset& p : kPresets) std::fprintf(stderr, " %s", p.name);
@@ -263,7 +275,7 @@ int main(int argc, char** argv) {
     std::vector<Workload> work;
     int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     int reps = 5;
-    bool json = false, peak = false, quiet = false;
+    bool json = false, peak = false, quiet = false, scaling = false;
     // Shape flags: applied to every preset named, or to one custom workload when none is.
     std::vector<std::function<void(Workload&)>> set;
     for (int i = 1; i < argc; ++i) {
@@ -313,6 +325,7 @@ int main(int argc, char** argv) {
         else if (a == "--json") json = true;
         else if (a == "--peak") peak = true;
         else if (a == "--quiet") quiet = true;
+        else if (a == "--scaling") scaling = true;
         else {
             usage();
             return a == "--help" || a == "-h" ? 0 : 2;
@@ -345,29 +358,45 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    // --scaling: each workload at 1 thread and at --threads, reps interleaved, plus the speed-up.
+    std::vector<int> counts{threads};
+    if (scaling && threads > 1) counts.insert(counts.begin(), 1);
     for (const Workload& w : work) {
-        const Result r = run_workload(w, threads, reps, quiet);
-        const double gf = flops(w) / r.median * 1e-9;
-        if (json) {
-            std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
-                        "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
-                        "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
-                        "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,\"workspace_bytes\":%lld,"
-                        "\"fp32_dkdv_bytes\":%lld}\n",
-                        w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
-                        (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
-                        (long long)w.C, w.causal ? "true" : "false", threads, kernel ? kernel : "auto", reps,
-                        r.median, r.min, gf, peak_t, peak_t > 0 ? gf / peak_t : 0.0, (long long)peak_rss_bytes(),
-                        (long long)r.workspace, (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4));
-        } else {
-            std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
-                        "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s fp32 FMA peak, "
-                        "peak RSS %.0f MiB, workspace %.1f MiB\n",
-                        w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
-                        (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
-                        w.causal ? "causal" : "full", threads, r.median, r.min, gf,
-                        peak_t > 0 ? 100 * gf / peak_t : 0.0, peak_t, double(peak_rss_bytes()) / (1 << 20),
-                        double(r.workspace) / (1 << 20));
+        const std::vector<Result> results = run_workload(w, counts, reps, quiet);
+        for (std::size_t c = 0; c < counts.size(); ++c) {
+            const Result& r = results[c];
+            const int n = counts[c];
+            const double pk = n == 1 ? peak1 : peak_t;
+            const double gf = flops(w) / r.median * 1e-9;
+            if (json) {
+                std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
+                            "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
+                            "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
+                            "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,\"workspace_bytes\":%lld,"
+                            "\"fp32_dkdv_bytes\":%lld}\n",
+                            w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
+                            (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
+                            (long long)w.C, w.causal ? "true" : "false", n, kernel ? kernel : "auto", reps, r.median,
+                            r.min, gf, pk, pk > 0 ? gf / pk : 0.0, (long long)peak_rss_bytes(), (long long)r.workspace,
+                            (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4));
+            } else {
+                std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
+                            "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s fp32 FMA peak, "
+                            "peak RSS %.0f MiB, workspace %.1f MiB\n",
+                            w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
+                            (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
+                            w.causal ? "causal" : "full", n, r.median, r.min, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
+                            double(peak_rss_bytes()) / (1 << 20), double(r.workspace) / (1 << 20));
+            }
+        }
+        if (counts.size() == 2) {
+            const double speedup = results[0].median / results[1].median;
+            if (json)
+                std::printf("{\"scaling\":\"%s\",\"threads\":[1,%d],\"seconds\":[%.6f,%.6f],\"speedup\":%.3f}\n",
+                            w.name.c_str(), threads, results[0].median, results[1].median, speedup);
+            else
+                std::printf("%-14s speed-up 1 -> %d threads: %.2fx (medians %.4f s -> %.4f s)\n", w.name.c_str(),
+                            threads, speedup, results[0].median, results[1].median);
         }
         std::fflush(stdout);
     }
