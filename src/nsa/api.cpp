@@ -18,8 +18,9 @@ struct AlignedFree {
 
 // Runs `pass` on the caller's workspace when it is large enough and 64-byte aligned (the
 // workspace layout aligns its pieces relative to the start), else on a fresh allocation, which is
-// page-aligned: the placement of the pieces relative to pages changes the speed (up to 25% on the
-// backward, T=4096 N2=1, against an arbitrary 64-byte-aligned heap address).
+// page-aligned so that the pieces sit at the same page offsets on every call (timings of a
+// 64-byte-aligned heap workspace looked placement-dependent; later interleaved runs could not
+// separate the two from the machine's noise).
 template <class Pass>
 void with_workspace(std::size_t need, std::span<std::byte> given, Pass&& pass) {
     if (given.size() >= need && reinterpret_cast<std::uintptr_t>(given.data()) % 64 == 0)

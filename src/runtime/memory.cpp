@@ -12,9 +12,8 @@
 namespace opennsa::capi {
 namespace {
 
-// Page-aligned: a workspace's placement relative to pages changes the kernels' speed (a
-// 64-byte-aligned workspace at an arbitrary page offset measured up to 25% slower on the
-// backward at T=4096, N2=1), and real device allocations are coarsely aligned too.
+// Page-aligned, like the library's own workspaces (the same page offsets on every call) and like
+// real device allocations, which are coarsely aligned too.
 constexpr std::align_val_t kAlignment{4096};
 
 enum class Kind { device, host };
