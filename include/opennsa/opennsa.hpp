@@ -135,9 +135,10 @@ OPENNSA_API void forward(const ForwardArgs& args, const Params& params);
 OPENNSA_API void backward(const BackwardArgs& args, const Params& params);
 
 // Optional caller-provided scratch: when `workspace` holds at least *_workspace_bytes(...) bytes
-// and starts at a 64-byte boundary, the operators use it instead of allocating. The size depends on shapes, parameters and the compute path the CPU and
-// OPENNSA_KERNEL select (0 when no query row belongs to a batch); a workspace too small for the
-// path that runs is left unused, not overrun.
+// and starts at a 64-byte boundary, the operators use it instead of allocating. The size depends
+// on shapes, parameters and the compute path the CPU and OPENNSA_KERNEL select (0 when no query
+// row belongs to a batch); a workspace too small for the path that runs is left unused, not
+// overrun.
 OPENNSA_API std::size_t forward_workspace_bytes(const ForwardArgs& args, const Params& params);
 OPENNSA_API std::size_t backward_workspace_bytes(const BackwardArgs& args, const Params& params);
 OPENNSA_API void forward(const ForwardArgs& args, const Params& params, std::span<std::byte> workspace);
