@@ -3,9 +3,10 @@
 // tokens (the FSA paper's loop order).
 //
 // The kv heads are independent (head n2 reads only its K/V and its G query heads, and writes only
-// its dk/dv rows and those heads' dq rows), so they run one after another and every per-head
-// buffer (packed K/V, fp32 dK/dV accumulators, the chunk) is sized for one head. For each head:
-//   0. pack its K and V block panels as fp32 (transposed); zero its accumulators;
+// its dk/dv rows and those heads' dq rows), so they run one after another and the per-head
+// buffers (fp32 dK/dV accumulators, the chunk) are sized for one head. K and V are never copied
+// whole: each dK/dV task widens and transposes its block from the input. For each head:
+//   0. zero its fp32 dK/dV accumulators;
 //   for each chunk of query tokens, in order:
 //   1. pack the chunk's q and dO rows as fp32, with the row statistics (max, 1/sum, D = dO.o)
 //      (in the same job as the previous chunk's step 3);
@@ -19,7 +20,7 @@
 // Every matmul batches all rows that selected a block, so small G still gets real matmuls.
 // Chunks run one after another and every accumulator row is owned by one task per chunk, reduced
 // in a fixed order: the same bits for any thread count and any chunk size. Extra memory: one
-// head's accumulators and packed K/V, the reverse index, and one chunk (about kDqChunkBytes).
+// head's accumulators, the reverse index, one chunk, and per thread a block's K/V and the tiles.
 #include "nsa/kernels/avx2.hpp"
 
 #if defined(__x86_64__)
@@ -43,11 +44,12 @@ struct BackwardLayout {
     std::int64_t chunk;  // query tokens per chunk
     explicit BackwardLayout(const Problem& p)
         : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.bs)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
-        // The chunk's dQ partials take a quarter of the fp32 dk+dv size of all heads, within
-        // [kDqChunkMinBytes, kDqChunkBytes]: the workspace then stays near the accumulator size the
-        // memory target allows (one head's accumulators and panels are the rest).
+        // The chunk's dQ partials take half the fp32 dk+dv size of all heads, within
+        // [kDqChunkMinBytes, kDqChunkBytes]: with one head's accumulators and the index the
+        // workspace stays within the accumulator size the memory target allows, except where that
+        // is below the 2 MiB floor (N2 = 1 and short sequences).
         const std::int64_t dkdv_bytes = p.N2 * p.T2 * (p.Dk + p.Dv) * 4;
-        const std::int64_t budget = std::clamp(dkdv_bytes / 4, tiles::kDqChunkMinBytes, tiles::kDqChunkBytes);
+        const std::int64_t budget = std::clamp(dkdv_bytes / 2, tiles::kDqChunkMinBytes, tiles::kDqChunkBytes);
         const std::int64_t per_token = std::max<std::int64_t>(1, p.G * p.C * Dkp * 4);
         chunk = std::max<std::int64_t>(tiles::kQueryTokens, budget / per_token / tiles::kQueryTokens *
                                                                 tiles::kQueryTokens);
@@ -63,8 +65,6 @@ struct RowStats {
 struct BackwardWs {
     ReverseIndex index;      // all heads; entries t * C + slot
     // One kv head at a time:
-    std::span<float> kt;     // [nb][Dk][bsp]
-    std::span<float> vt;     // [nb][Dv][bsp]
     std::span<float> dk, dv; // accumulators [T2][Dkp], [T2][Dvp]
     std::span<float> q, dO;  // chunk rows [chunk][G][Dkp], [chunk][G][Dvp]
     std::span<RowStats> stats;  // [chunk][G]
@@ -75,8 +75,6 @@ BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) 
     BackwardWs w;
     w.index.offsets = c.take<std::int64_t>(p.N2 * l.nb + 1);
     w.index.rows = c.take<std::int64_t>(p.T1 * p.N2 * p.C);
-    w.kt = c.take<float>(l.nb * p.Dk * l.bsp);
-    w.vt = c.take<float>(l.nb * p.Dv * l.bsp);
     w.dk = c.take<float>(p.T2 * l.Dkp);
     w.dv = c.take<float>(p.T2 * l.Dvp);
     w.q = c.take<float>(l.chunk * p.G * l.Dkp);
@@ -95,7 +93,11 @@ struct BlockScratch {
     std::int64_t* vis; // [kRowTile] visible keys of the block for the row
     float* s;          // [kRowTile][bsp]: S, then P
     float* dp;         // [kRowTile][bsp]: dP, then dS
-    float* krows;      // [bs][Dkp]: the block's K rows as fp32 (B of dQ_slot = dS K_blk)
+    // The block's K and V as fp32, built from the input per task (no T2-sized copies):
+    float* krows;      // [bsp][Dkp] rows (B of dQ_slot = dS K_blk)
+    float* vrows;      // [bsp][Dvp] rows (only to build vt)
+    float* kt;         // [Dkp][bsp] transposed (B of S = Q K^T)
+    float* vt;         // [Dvp][bsp] transposed (B of dP = dO V^T)
 };
 
 // P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
@@ -136,17 +138,14 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     const QueryRow batch_row{b, 0, p.batches.kv[b], p.batches.key_count(b)};
     const std::int64_t keys = std::min(p.bs, batch_row.S2 - x * p.bs);
     const std::int64_t key0 = batch_row.kv0 + x * p.bs;
-    const float* kt = ws.kt.data() + gb * p.Dk * l.bsp;
-    const float* vt = ws.vt.data() + gb * p.Dv * l.bsp;
     float* dk = ws.dk.data() + key0 * l.Dkp;
     float* dv = ws.dv.data() + key0 * l.Dvp;
-    // K rows straight from the input, per task: a few vector loads next to the step's matmuls,
-    // and no T2-sized row copy in the workspace.
-    for (std::int64_t i = 0; i < keys; ++i) {
-        float* row = w.krows + i * l.Dkp;
-        load_row_f32<S>(p.k, key0 + i, n2, row, p.Dk);
-        std::fill(row + p.Dk, row + l.Dkp, 0.0f);
-    }
+    // The block's K and V from the input, per task: rows and 8x8-transposed panels, a few percent
+    // of the step's matmuls, and the only copies of K and V the backward makes.
+    block_rows_and_panel<S>(p.k, key0, keys, n2, p.Dk, l.Dkp, l.bsp, w.krows, w.kt);
+    block_rows_and_panel<S>(p.v, key0, keys, n2, p.Dv, l.Dvp, l.bsp, w.vrows, w.vt);
+    const float* kt = w.kt;
+    const float* vt = w.vt;
     const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
@@ -265,7 +264,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<float*> dqptr(tw * kRowTile);
     std::vector<RowStats> stats(tw * kRowTile);
     std::vector<std::int64_t> vis(tw * kRowTile);
-    const std::size_t per_worker = static_cast<std::size_t>(2 * kRowTile * l.bsp + p.bs * l.Dkp);
+    const std::size_t per_worker = static_cast<std::size_t>(2 * kRowTile * l.bsp + 2 * l.bsp * (l.Dkp + l.Dvp));
     std::vector<float> tiles_f(tw * per_worker);
     std::vector<float> dq_acc(tw * static_cast<std::size_t>(l.Dkp));
     std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
@@ -275,8 +274,6 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
 
     const std::int64_t valid = p.batches.valid_queries();
     for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
-        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, ws.kt.data(), threads);
-        pack_panels<S>(p, l.blocks, p.v, n2, p.Dv, ws.vt.data(), threads);
         parallel_for(2, threads, [&](std::int64_t which, int) {
             const std::span<float> acc = which == 0 ? ws.dk : ws.dv;
             std::fill(acc.begin(), acc.end(), 0.0f);
@@ -305,8 +302,10 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                 parallel_for(l.nb, threads, [&](std::int64_t task, int worker) {
                     const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
                     float* f = tiles_f.data() + static_cast<std::size_t>(worker) * per_worker;
+                    float* kv = f + 2 * kRowTile * l.bsp;
                     const BlockScratch w{qptr.data() + o, doptr.data() + o, dqptr.data() + o, stats.data() + o,
-                                         vis.data() + o, f, f + kRowTile * l.bsp, f + 2 * kRowTile * l.bsp};
+                                         vis.data() + o, f, f + kRowTile * l.bsp, kv, kv + l.bsp * l.Dkp,
+                                         kv + l.bsp * (l.Dkp + l.Dvp), kv + l.bsp * (2 * l.Dkp + l.Dvp)};
                     const std::int64_t gb = order[static_cast<std::size_t>(task)];
                     block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w);
                 });

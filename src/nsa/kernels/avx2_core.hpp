@@ -225,6 +225,44 @@ NSA_AVX2 inline void store_row_f32(const TensorView& t, std::int64_t i, std::int
     for (; d < n; ++d) store_acc(dst + d, in[d] * factor);
 }
 
+// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 fp32 tile (unpack / shuffle / lane swap).
+NSA_AVX2 inline void transpose8x8(const float* src, std::int64_t lds, float* dst, std::int64_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+// One key block of head n as fp32: rows[i][0, Dp) = src[key0 + i, n, :] zero-padded, for
+// i < bsp (zero rows past `keys`), and its transpose panel[d][i] = rows[i][d] for d < Dp.
+template <class S>
+NSA_AVX2 void block_rows_and_panel(const TensorView& src, std::int64_t key0, std::int64_t keys, std::int64_t n,
+                                   std::int64_t D, std::int64_t Dp, std::int64_t bsp, float* rows, float* panel) {
+    for (std::int64_t i = 0; i < bsp; ++i) {
+        float* row = rows + i * Dp;
+        std::int64_t filled = 0;
+        if (i < keys) {
+            load_row_f32<S>(src, key0 + i, n, row, D);
+            filled = D;
+        }
+        std::fill(row + filled, row + Dp, 0.0f);
+    }
+    for (std::int64_t i0 = 0; i0 < bsp; i0 += kLanes)
+        for (std::int64_t d0 = 0; d0 < Dp; d0 += kLanes) transpose8x8(rows + i0 * Dp + d0, Dp, panel + d0 * bsp + i0, bsp);
+}
+
 // Calls fn(tag) with a null pointer of the storage type of an fp16 / bf16 / fp32 problem (the
 // fp64 path never comes here).
 template <class Fn>
