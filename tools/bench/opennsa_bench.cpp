@@ -83,6 +83,37 @@ __attribute__((target("avx2,fma"))) double fma_loop(std::int64_t iters) {
 }
 #endif
 
+#if defined(__x86_64__)
+// The same chains with zmm registers (AVX-512F) and with the bf16 pair dot product (AVX512_BF16,
+// 2 FLOPs per pair, 32 pairs per instruction). Only run where the CPU has them: this project's
+// machines do not, so these two loops are compiled but have not been run here.
+__attribute__((target("avx512f"))) double fma512_loop(std::int64_t iters) {
+    __m512 a[12];
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(float(i) * 1e-3f);
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (std::int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], x, y);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+    float out[16];  // (not _mm512_reduce_add_ps: GCC 12 warns inside it, -Wuninitialized)
+    _mm512_storeu_ps(out, s);
+    return double(out[0]);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) double dpbf16_loop(std::int64_t iters) {
+    __m512 a[12];
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(float(i) * 1e-3f);
+    const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(-1e-3f));
+    for (std::int64_t n = 0; n < iters; ++n)
+        for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, x);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+    float out[16];  // (not _mm512_reduce_add_ps: GCC 12 warns inside it, -Wuninitialized)
+    _mm512_storeu_ps(out, s);
+    return double(out[0]);
+}
+#endif
+
 bool has_fma() {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -91,35 +122,57 @@ bool has_fma() {
 #endif
 }
 
-bool has_bf16_dot() {
+bool has_avx512() {
 #if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512bf16");
+    return __builtin_cpu_supports("avx512f");
 #else
     return false;
 #endif
 }
 
-// GFLOP/s of the FMA loop on `threads` threads at once (median of 5 runs).
-double fp32_peak(int threads) {
+bool has_bf16_dot() {
 #if defined(__x86_64__)
-    if (!has_fma()) return 0.0;
+    return has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+// GFLOP/s of `loop` (12 chains of `flops_per_op` FLOPs per iteration) on `threads` threads at
+// once, median of 5 runs.
+double loop_peak(int threads, double (*loop)(std::int64_t), double flops_per_op) {
     const std::int64_t iters = 20'000'000;  // ~0.1 s per run at 4 GHz
     std::vector<double> runs;
     for (int rep = 0; rep < 5; ++rep) {
         std::atomic<double> sink{0};
         const auto t0 = Clock::now();
         std::vector<std::thread> pool;
-        for (int i = 0; i < threads; ++i) pool.emplace_back([&] { sink = sink + fma_loop(iters); });
+        for (int i = 0; i < threads; ++i) pool.emplace_back([&] { sink = sink + loop(iters); });
         for (auto& t : pool) t.join();
         const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-        runs.push_back(double(threads) * double(iters) * 12 * 8 * 2 / s * 1e-9);
+        runs.push_back(double(threads) * double(iters) * 12 * flops_per_op / s * 1e-9);
     }
     std::sort(runs.begin(), runs.end());
     return runs[runs.size() / 2];
-#else
+}
+
+// The fp32 FMA peak of the widest vectors the CPU has (ymm with AVX2, zmm with AVX-512F).
+double fp32_peak(int threads) {
+#if defined(__x86_64__)
+    if (has_avx512()) return loop_peak(threads, fma512_loop, 16 * 2);
+    if (has_fma()) return loop_peak(threads, fma_loop, 8 * 2);
+#endif
     (void)threads;
     return 0.0;
+}
+
+// The bf16 dot-product peak (vdpbf16ps), 0 where the CPU lacks it.
+double bf16_peak(int threads) {
+#if defined(__x86_64__)
+    if (has_bf16_dot()) return loop_peak(threads, dpbf16_loop, 32 * 2);
 #endif
+    (void)threads;
+    return 0.0;
 }
 
 // ---- data ---------------------------------------------------------------------------------
@@ -335,21 +388,41 @@ int main(int argc, char** argv) {
     for (Workload& w : work)
         for (const auto& f : set) f(w);
 
-    // The peak is measured in the same run as the workloads it is compared with.
+    // The peaks are measured in the same run as the workloads they are compared with: the fp32 FMA
+    // peak of the widest vectors (ymm, or zmm with AVX-512F) and, where AVX512_BF16 exists, the
+    // bf16 dot-product peak, which is the matching one for bf16 workloads.
+    struct Peak {
+        double one = 0, all = 0, at_threads = 0;  // 1 thread, every hardware thread, --threads
+    };
     const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
-    const double peak1 = fp32_peak(1), peakn = hw == 1 ? peak1 : fp32_peak(hw);
-    const double peak_t = threads == 1 ? peak1 : threads == hw ? peakn : fp32_peak(threads);
+    auto measure = [&](double (*fn)(int)) {
+        Peak pk;
+        pk.one = fn(1);
+        pk.all = hw == 1 ? pk.one : fn(hw);
+        pk.at_threads = threads == 1 ? pk.one : threads == hw ? pk.all : fn(threads);
+        return pk;
+    };
+    const Peak fp32 = measure(fp32_peak);
+    const Peak bf16 = has_bf16_dot() ? measure(bf16_peak) : Peak{};
+    const char* vector_name = has_avx512() ? "zmm" : "ymm";
     const char* kernel = std::getenv("OPENNSA_KERNEL");
     if (peak) {
         if (json) {
-            std::printf("{\"peak\":\"fp32_fma\",\"threads_1_gflops\":%.1f,\"threads_%d_gflops\":%.1f,"
-                        "\"bf16_dot\":%s}\n",
-                        peak1, hw, peakn, has_bf16_dot() ? "\"available (not measured)\"" : "\"unavailable\"");
+            std::printf("{\"peak\":\"fp32_fma\",\"vectors\":\"%s\",\"threads_1_gflops\":%.1f,\"threads_%d_gflops\":%.1f}\n",
+                        vector_name, fp32.one, hw, fp32.all);
+            if (bf16.one > 0)
+                std::printf("{\"peak\":\"bf16_dot\",\"threads_1_gflops\":%.1f,\"threads_%d_gflops\":%.1f}\n", bf16.one,
+                            hw, bf16.all);
+            else
+                std::printf("{\"peak\":\"bf16_dot\",\"unavailable\":\"no AVX512_BF16: bf16 workloads use the fp32 FMA peak\"}\n");
         } else {
-            std::printf("fp32 FMA peak (AVX2 ymm, 12 chains): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n",
-                        peak1, hw, peakn);
-            std::printf("bf16 dot peak: %s\n", has_bf16_dot() ? "AVX512_BF16 present (not measured)"
-                                                               : "unavailable (no AVX512_BF16); the fp32 FMA peak is the matching one");
+            std::printf("fp32 FMA peak (%s, 12 chains): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n", vector_name,
+                        fp32.one, hw, fp32.all);
+            if (bf16.one > 0)
+                std::printf("bf16 dot peak (vdpbf16ps zmm, 12 chains): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n",
+                            bf16.one, hw, bf16.all);
+            else
+                std::printf("bf16 dot peak: unavailable (no AVX512_BF16); the fp32 FMA peak is the matching one\n");
         }
     }
     for (const Workload& w : work) {
@@ -366,26 +439,29 @@ int main(int argc, char** argv) {
         for (std::size_t c = 0; c < counts.size(); ++c) {
             const Result& r = results[c];
             const int n = counts[c];
-            const double pk = n == 1 ? peak1 : peak_t;
+            const bool bf16_dot = w.dtype == DType::bf16 && bf16.one > 0;
+            const Peak& match = bf16_dot ? bf16 : fp32;
+            const char* peak_kind = bf16_dot ? "bf16_dot" : "fp32_fma";
+            const double pk = n == 1 ? match.one : match.at_threads;
             const double gf = flops(w) / r.median * 1e-9;
             if (json) {
                 std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
                             "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
                             "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
-                            "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,\"workspace_bytes\":%lld,"
-                            "\"fp32_dkdv_bytes\":%lld}\n",
+                            "\"peak_gflops\":%.1f,\"peak_kind\":\"%s\",\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,"
+                            "\"workspace_bytes\":%lld,\"fp32_dkdv_bytes\":%lld}\n",
                             w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
                             (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
                             (long long)w.C, w.causal ? "true" : "false", n, kernel ? kernel : "auto", reps, r.median,
-                            r.min, gf, pk, pk > 0 ? gf / pk : 0.0, (long long)peak_rss_bytes(), (long long)r.workspace,
+                            r.min, gf, pk, peak_kind, pk > 0 ? gf / pk : 0.0, (long long)peak_rss_bytes(), (long long)r.workspace,
                             (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4));
             } else {
                 std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
-                            "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s fp32 FMA peak, "
+                            "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s %s peak, "
                             "peak RSS %.0f MiB, workspace %.1f MiB\n",
                             w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
                             (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
-                            w.causal ? "causal" : "full", n, r.median, r.min, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
+                            w.causal ? "causal" : "full", n, r.median, r.min, gf, pk > 0 ? 100 * gf / pk : 0.0, pk, peak_kind,
                             double(peak_rss_bytes()) / (1 << 20), double(r.workspace) / (1 << 20));
             }
         }
