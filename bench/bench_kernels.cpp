@@ -2,6 +2,7 @@
 // (Dk=192, Dv=128, bs=64, G=16). Reports GFLOP/s ("FLOPS" counter) of one thread.
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <random>
 #include <vector>
 
@@ -61,6 +62,34 @@ void BM_Exp(benchmark::State& state) {
 #endif
 }
 BENCHMARK(BM_Exp);
+
+// Row conversions: widen (arg 0) or narrow (arg 1) 4096 values, dtype bf16 (arg 0) or fp16 (1).
+void BM_Convert(benchmark::State& state) {
+#if defined(__x86_64__)
+    if (!opennsa::detail::cpu_has_avx2()) {
+        state.SkipWithError("no AVX2");
+        return;
+    }
+    const bool narrow = state.range(0) != 0;
+    const opennsa::DType dtype = state.range(1) == 0 ? opennsa::DType::bf16 : opennsa::DType::f16;
+    const auto wide = random_floats(4096);
+    std::vector<float> back(wide.size());
+    std::vector<std::uint16_t> half(wide.size());
+    opennsa::detail::avx2::narrow(dtype, wide.data(), half.data(), std::int64_t(wide.size()));
+    for (auto _ : state) {
+        if (narrow)
+            opennsa::detail::avx2::narrow(dtype, wide.data(), half.data(), std::int64_t(wide.size()));
+        else
+            opennsa::detail::avx2::widen(dtype, half.data(), back.data(), std::int64_t(wide.size()));
+        benchmark::DoNotOptimize(half.data());
+        benchmark::DoNotOptimize(back.data());
+    }
+    state.SetItemsProcessed(state.iterations() * std::int64_t(wide.size()));
+#else
+    state.SkipWithError("x86-64 only");
+#endif
+}
+BENCHMARK(BM_Convert)->ArgNames({"narrow", "fp16"})->Args({0, 0})->Args({0, 1})->Args({1, 0})->Args({1, 1});
 
 }  // namespace
 
