@@ -129,10 +129,9 @@ void backward_impl(const Problem& p, std::span<std::byte> workspace) {
     parallel_for(nb * p.N2, threads, [&](std::int64_t task, int worker) {
         const std::int64_t n2 = task / nb;
         const std::int64_t gb = task % nb;
-        const std::int64_t b = (std::upper_bound(blocks.first.begin(), blocks.first.end(), gb) - blocks.first.begin()) - 1;
-        const std::int64_t x = gb - blocks.first[b];  // block index within batch b
+        const KeyBlock blk = locate_block(p, blocks, gb);
+        const std::int64_t b = blk.batch, x = blk.x, rows = blk.keys;
         const std::int64_t kv0 = p.batches.kv[b];
-        const std::int64_t rows = std::min(p.bs, p.batches.key_count(b) - x * p.bs);
         A* dk = block_acc.data() + worker * block_scratch;
         A* dv = dk + p.bs * p.Dk;
         RowState<A> r{dv + p.bs * p.Dv, dv + p.bs * p.Dv + p.Dk, 0, 0, 0};

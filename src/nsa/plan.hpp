@@ -56,6 +56,17 @@ struct KeyBlocks {
 };
 KeyBlocks make_key_blocks(const Problem& p);
 
+// Where global key block gb lies: batch b, index x within the batch, its first key row and how
+// many keys it holds (bs, or fewer for a batch's last block).
+struct KeyBlock {
+    std::int64_t batch, x, key0, keys;
+};
+inline KeyBlock locate_block(const Problem& p, const KeyBlocks& blocks, std::int64_t gb) noexcept {
+    const std::int64_t b = (std::upper_bound(blocks.first.begin(), blocks.first.end(), gb) - blocks.first.begin()) - 1;
+    const std::int64_t x = gb - blocks.first[static_cast<std::size_t>(b)];
+    return {b, x, p.batches.kv[b] + x * p.bs, std::min(p.bs, p.batches.key_count(b) - x * p.bs)};
+}
+
 // For each (n2, key block): the query tokens that see part of it, in increasing t, once per slot
 // that names it (duplicates are repeated). Built with a stable counting sort, one kv head per task.
 struct ReverseIndex {

@@ -133,19 +133,15 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
                          std::int64_t gb, std::int64_t c0, std::span<const std::int64_t> entries,
                          const BlockScratch& w) {
     if (entries.empty()) return;
-    const std::int64_t b = (std::upper_bound(l.blocks.first.begin(), l.blocks.first.end(), gb) - l.blocks.first.begin()) - 1;
-    const std::int64_t x = gb - l.blocks.first[b];
+    const KeyBlock blk = locate_block(p, l.blocks, gb);
+    const std::int64_t b = blk.batch, x = blk.x, keys = blk.keys, key0 = blk.key0;
     const QueryRow batch_row{b, 0, p.batches.kv[b], p.batches.key_count(b)};
-    const std::int64_t keys = std::min(p.bs, batch_row.S2 - x * p.bs);
-    const std::int64_t key0 = batch_row.kv0 + x * p.bs;
     float* dk = ws.dk.data() + key0 * l.Dkp;
     float* dv = ws.dv.data() + key0 * l.Dvp;
     // The block's K and V from the input, per task: rows and 8x8-transposed panels, a few percent
     // of the step's matmuls, and the only copies of K and V the backward makes.
     block_rows_and_panel<S>(p.k, key0, keys, n2, p.Dk, l.Dkp, l.bsp, w.krows, w.kt);
     block_rows_and_panel<S>(p.v, key0, keys, n2, p.Dv, l.Dvp, l.bsp, w.vrows, w.vt);
-    const float* kt = w.kt;
-    const float* vt = w.vt;
     const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
@@ -162,8 +158,8 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             w.stats[r] = ws.stats[static_cast<std::size_t>(cell)];
             w.vis[r] = seg.end - seg.begin;
         }
-        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{kt, l.bsp}, StridedC{w.s, l.bsp}, false);
-        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
+        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{w.kt, l.bsp}, StridedC{w.s, l.bsp}, false);
+        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{w.vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
         probabilities(l, w, rows, static_cast<float>(p.scale));
         gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
         gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
@@ -220,10 +216,8 @@ void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardW
         const std::int64_t h = n2 * p.G + g;
         float* q = ws.q.data() + (i * p.G + g) * l.Dkp;
         float* dO = ws.dO.data() + (i * p.G + g) * l.Dvp;
-        load_row_f32<S>(p.q, t, h, q, p.Dk);
-        std::fill(q + p.Dk, q + l.Dkp, 0.0f);
-        load_row_f32<S>(p.out_grad, t, h, dO, p.Dv);
-        std::fill(dO + p.Dv, dO + l.Dvp, 0.0f);
+        load_row_padded<S>(p.q, t, h, q, p.Dk, l.Dkp);
+        load_row_padded<S>(p.out_grad, t, h, dO, p.Dv, l.Dvp);
         load_row_f32<S>(p.out, t, h, o, p.Dv);
         ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
                                                            1.0f / *element<const float>(p.softmax_sum, t, h, 0),

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "nsa/kernels/portable.hpp"
 #include "nsa/kernels/tiles.hpp"
@@ -213,6 +214,14 @@ NSA_AVX2 inline void load_row_f32(const TensorView& t, std::int64_t i, std::int6
     for (; d < n; ++d) out[d] = load_acc(src + d);
 }
 
+// The same, zero-padded from n to np values (the packed rows' vector width).
+template <class S>
+NSA_AVX2 inline void load_row_padded(const TensorView& t, std::int64_t i, std::int64_t j, float* out, std::int64_t n,
+                                     std::int64_t np) {
+    load_row_f32<S>(t, i, j, out, n);
+    std::fill(out + n, out + np, 0.0f);
+}
+
 // n fp32 values times `factor`, rounded into row (i, j, :) of a 3-D view of storage S.
 template <class S>
 NSA_AVX2 inline void store_row_f32(const TensorView& t, std::int64_t i, std::int64_t j, const float* in, float factor,
@@ -250,15 +259,8 @@ NSA_AVX2 inline void transpose8x8(const float* src, std::int64_t lds, float* dst
 template <class S>
 NSA_AVX2 void block_rows_and_panel(const TensorView& src, std::int64_t key0, std::int64_t keys, std::int64_t n,
                                    std::int64_t D, std::int64_t Dp, std::int64_t bsp, float* rows, float* panel) {
-    for (std::int64_t i = 0; i < bsp; ++i) {
-        float* row = rows + i * Dp;
-        std::int64_t filled = 0;
-        if (i < keys) {
-            load_row_f32<S>(src, key0 + i, n, row, D);
-            filled = D;
-        }
-        std::fill(row + filled, row + Dp, 0.0f);
-    }
+    for (std::int64_t i = 0; i < keys; ++i) load_row_padded<S>(src, key0 + i, n, rows + i * Dp, D, Dp);
+    std::fill(rows + keys * Dp, rows + bsp * Dp, 0.0f);
     for (std::int64_t i0 = 0; i0 < bsp; i0 += kLanes)
         for (std::int64_t d0 = 0; d0 < Dp; d0 += kLanes) transpose8x8(rows + i0 * Dp + d0, Dp, panel + d0 * bsp + i0, bsp);
 }
@@ -281,33 +283,23 @@ void pack_rows(const TensorView& src, std::int64_t T, std::int64_t n, std::int64
                int threads) {
     constexpr std::int64_t kRows = 64;
     parallel_for((T + kRows - 1) / kRows, threads, [&](std::int64_t task, int) {
-        for (std::int64_t t = task * kRows; t < std::min((task + 1) * kRows, T); ++t) {
-            float* row = out + t * Dp;
-            load_row_f32<S>(src, t, n, row, D);
-            std::fill(row + D, row + Dp, 0.0f);
-        }
+        for (std::int64_t t = task * kRows; t < std::min((task + 1) * kRows, T); ++t)
+            load_row_padded<S>(src, t, n, out + t * Dp, D, Dp);
     });
 }
 
 // Transposed block panels of head n: out[block][d][0, bsp) = src[key0 + i, n, d] for the block's
-// keys, zero for i past the block or past its batch. The microkernel reads them as B rows of
-// S = Q K^T.
+// keys and d < Dp, zero for i past the block or past its batch (and for d >= D). The microkernel
+// reads them as B rows of S = Q K^T.
 template <class S>
 void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t n, std::int64_t D,
-                 float* out, int threads) {
+                 std::int64_t Dp, float* out, int threads) {
     const std::int64_t bsp = padded(p.bs);
-    parallel_for(blocks.total(), threads, [&](std::int64_t gb, int) {
-        const std::int64_t b = (std::upper_bound(blocks.first.begin(), blocks.first.end(), gb) - blocks.first.begin()) - 1;
-        const std::int64_t x = gb - blocks.first[b];
-        const std::int64_t rows = std::min(p.bs, p.batches.key_count(b) - x * p.bs);
-        const std::int64_t key0 = p.batches.kv[b] + x * p.bs;
-        float* panel = out + gb * D * bsp;
-        std::fill(panel, panel + D * bsp, 0.0f);
-        const std::int64_t stride = src.strides[2];
-        for (std::int64_t i = 0; i < rows; ++i) {
-            const S* s = element<const S>(src, key0 + i, n, 0);
-            for (std::int64_t d = 0; d < D; ++d) panel[d * bsp + i] = load_acc(s + d * stride);
-        }
+    std::vector<float> rows(static_cast<std::size_t>(threads * bsp * Dp));  // per worker
+    parallel_for(blocks.total(), threads, [&](std::int64_t gb, int worker) {
+        const KeyBlock blk = locate_block(p, blocks, gb);
+        block_rows_and_panel<S>(src, blk.key0, blk.keys, n, D, Dp, bsp, rows.data() + worker * bsp * Dp,
+                                out + gb * Dp * bsp);
     });
 }
 

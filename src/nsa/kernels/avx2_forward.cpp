@@ -24,12 +24,12 @@ struct ForwardLayout {
 
 // K and V of the kv head being computed (heads run one after another, so this is one head's).
 struct ForwardPacked {
-    std::span<float> kt;  // [nb][Dk][bsp] transposed key panels
+    std::span<float> kt;  // [nb][Dkp][bsp] transposed key panels
     std::span<float> v;   // [T2][Dvp] value rows
 };
 
 ForwardPacked carve_forward(const Problem& p, const ForwardLayout& l, Carver& c) {
-    return {c.take<float>(l.nb * p.Dk * l.bsp), c.take<float>(p.T2 * l.Dvp)};
+    return {c.take<float>(l.nb * l.Dkp * l.bsp), c.take<float>(p.T2 * l.Dvp)};
 }
 
 // A visible slot of the token being computed: its K panel, its V rows, how many keys it shows.
@@ -91,7 +91,7 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
                 const Segment seg = visible_part(p, row, x);
                 if (seg.end == seg.begin) continue;
                 const std::int64_t gb = l.blocks.first[row.batch] + x;
-                w.slots[nslots++] = {pk.kt.data() + gb * p.Dk * l.bsp, pk.v.data() + (row.kv0 + x * p.bs) * l.Dvp,
+                w.slots[nslots++] = {pk.kt.data() + gb * l.Dkp * l.bsp, pk.v.data() + (row.kv0 + x * p.bs) * l.Dvp,
                                      seg.end - seg.begin};
             }
         if (nslots == 0) {  // padding row or nothing visible: out = max = sum = 0
@@ -104,8 +104,7 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
         }
         for (std::int64_t g = 0; g < p.G; ++g) {
             float* q = w.q + g * l.Dkp;
-            load_row_f32<S>(p.q, t, n2 * p.G + g, q, p.Dk);
-            std::fill(q + p.Dk, q + l.Dkp, 0.0f);
+            load_row_padded<S>(p.q, t, n2 * p.G + g, q, p.Dk, l.Dkp);
         }
         const std::int64_t lds = nslots * l.bsp;
         for (int k = 0; k < nslots; ++k)
@@ -146,7 +145,7 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     // One kv head at a time: its panels (10.5 MB at T2 = 8192) stay in L3 while every task of the
     // head reads them, and the packed copy is one head's, not N2 heads'.
     for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
-        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, pk.kt.data(), threads);
+        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, l.Dkp, pk.kt.data(), threads);
         pack_rows<S>(p.v, p.T2, n2, p.Dv, l.Dvp, pk.v.data(), threads);
         parallel_for(groups, threads, [&](std::int64_t group, int worker) {
             float* base = scratch.data() + worker * per_worker;
