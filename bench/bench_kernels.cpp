@@ -6,8 +6,8 @@
 #include <random>
 #include <vector>
 
-#include "nsa/kernels/avx2.hpp"
-#include "nsa/kernels/dispatch.hpp"
+#include "kernels/avx2/kernels.hpp"
+#include "kernels/dispatch.hpp"
 
 namespace {
 

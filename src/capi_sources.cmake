@@ -4,9 +4,11 @@ list(APPEND OPENNSA_CORE_SOURCES
   runtime/last_error.cpp
   runtime/stream.cpp
   runtime/memory.cpp
-  runtime/dtype.cpp
+  runtime/acl_dtype.cpp
   aclnn/meta.cpp
   aclnn/convert.cpp
   aclnn/executor.cpp
-  aclnn/nsa_selected_attention.cpp
 )
+# One thin file per operator: aclnn/nsa_<operator>.cpp.
+file(GLOB OPENNSA_ACLNN_OP_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/aclnn/nsa_*.cpp)
+list(APPEND OPENNSA_CORE_SOURCES ${OPENNSA_ACLNN_OP_SOURCES})

@@ -12,9 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "nsa/dtype.hpp"
-#include "nsa/problem.hpp"
-#include "nsa/reference.hpp"
+#include "core/convert.hpp"
+#include "ops/select_attention/problem.hpp"
+#include "ops/select_attention/reference.hpp"
+
+namespace sel = opennsa::detail::select_attention;
 #include "opennsa/opennsa.hpp"
 
 namespace {
@@ -177,9 +179,9 @@ int main(int argc, char** argv) {
                     work * static_cast<double>(3 * o.Dk + 2 * o.Dv) / t_bwd * 1e-9);
 
         std::printf("checking against the float64 reference...\n");
-        const auto fp = opennsa::detail::validate_forward(fa, params);
-        const auto ref_f = opennsa::reference::forward(fp);
-        const auto ref_b = opennsa::reference::backward(opennsa::detail::validate_backward(ba, params));
+        const auto fp = sel::validate_forward(fa, params);
+        const auto ref_f = sel::reference::forward(fp);
+        const auto ref_b = sel::reference::backward(sel::validate_backward(ba, params));
         const double tol_out = o.dtype == DType::bf16 ? 8e-3 : o.dtype == DType::f16 ? 1e-3 : 2e-5;
         const double tol_grad = o.dtype == DType::bf16 ? 1.6e-2 : o.dtype == DType::f16 ? 2e-3 : 2e-5;
         bool ok = true;

@@ -9,7 +9,8 @@
 namespace opennsa::capi {
 namespace {
 
-DType to_dtype(aclDataType dt, const char* name) {
+// By reference and read by its bytes: the field may hold any int a C caller passed.
+DType to_dtype(const aclDataType& dt, const char* name) {
     const long long t = raw_enum(dt);
     switch (t) {
         case ACL_FLOAT16: return DType::f16;
@@ -65,7 +66,9 @@ TensorView to_view(const aclTensor* t, const char* name) {
         std::int64_t bytes = 0;
         if (__builtin_mul_overflow(t->offset, static_cast<std::int64_t>(dtype_size(v.dtype)), &bytes))
             raise(ErrorCode::invalid_argument, name, ": offset ", t->offset, " overflows int64 bytes");
-        v.data = static_cast<unsigned char*>(t->data) + bytes;
+        // Integer arithmetic, not pointer arithmetic: for an empty view the offset may point
+        // anywhere (nothing is read), and a pointer formed outside its object is undefined.
+        v.data = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(t->data) + static_cast<std::uintptr_t>(bytes));
     }
     return v;
 }
@@ -79,6 +82,20 @@ void check_layout(const char* inputLayout) {
     require(inputLayout, "inputLayout");
     if (std::strcmp(inputLayout, "TND") != 0)
         raise(ErrorCode::invalid_argument, "inputLayout = \"", inputLayout, "\" is not supported (only \"TND\")");
+}
+
+Params to_select_params(double scaleValue, std::int64_t headNum, std::int64_t sparseMode,
+                        std::int64_t selectedBlockSize, std::int64_t selectedBlockCount,
+                        const aclIntArray* actualSeqQLenOptional, const aclIntArray* actualSeqKvLenOptional) {
+    Params p;
+    p.scale = scaleValue;
+    p.head_num = headNum;
+    p.sparse_mode = sparseMode;
+    p.block_size = selectedBlockSize;
+    p.block_count = selectedBlockCount;
+    p.cu_seqlens_q = to_seqlens(actualSeqQLenOptional);
+    p.cu_seqlens_kv = to_seqlens(actualSeqKvLenOptional);
+    return p;
 }
 
 }  // namespace opennsa::capi

@@ -20,4 +20,9 @@ std::optional<std::vector<std::int64_t>> to_seqlens(const aclIntArray* a);
 // inputLayout must be "TND".
 void check_layout(const char* inputLayout);
 
+// The selected attention's Params from its C arguments (both directions).
+Params to_select_params(double scaleValue, std::int64_t headNum, std::int64_t sparseMode,
+                        std::int64_t selectedBlockSize, std::int64_t selectedBlockCount,
+                        const aclIntArray* actualSeqQLenOptional, const aclIntArray* actualSeqKvLenOptional);
+
 }  // namespace opennsa::capi

@@ -1,5 +1,6 @@
 #include "aclnn/executor.hpp"
 
+#include <cstring>
 #include <mutex>
 #include <span>
 #include <unordered_map>
@@ -53,34 +54,31 @@ aclOpExecutor* register_executor(std::shared_ptr<aclOpExecutor> ex) {
     return handle;
 }
 
-void launch(bool backward, void* workspace, std::uint64_t workspace_size, aclOpExecutor* executor,
+void launch(const char* launcher, void* workspace, std::uint64_t workspace_size, aclOpExecutor* executor,
             aclrtStream stream) {
     std::shared_ptr<aclOpExecutor> ex = find_live(executor);
-    const char* made_by = ex->backward ? "aclnnNsaSelectedAttentionGradGetWorkspaceSize"
-                                       : "aclnnNsaSelectedAttentionGetWorkspaceSize";
-    if (ex->backward != backward) raise(ErrorCode::invalid_argument, "executor was created by ", made_by);
+    // A launch consumes a non-repeatable executor whatever the outcome, as in CANN: every check
+    // below, and the operator's own data checks, come after it. erase() also settles a race
+    // between two launches of one executor: only one of them finds it.
+    if (!ex->repeatable.load() && !executors().erase(executor))
+        raise(ErrorCode::invalid_argument, "executor ", static_cast<const void*>(executor), kNotLive);
+    if (std::strcmp(ex->launcher, launcher) != 0)
+        raise(ErrorCode::invalid_argument, "executor was created by ", ex->made_by, " and must be launched by ",
+              ex->launcher, ", not ", launcher);
     std::shared_ptr<Stream> s = find_stream(stream);
     if (!s) raise(ErrorCode::invalid_argument, "stream ", stream, " is not a live stream");
     if (workspace_size < ex->workspace_bytes)
         raise(ErrorCode::invalid_argument, "workspaceSize = ", workspace_size, " is smaller than the ",
-              ex->workspace_bytes, " bytes ", made_by, " asked for");
+              ex->workspace_bytes, " bytes ", ex->made_by, " asked for");
     if (ex->workspace_bytes > 0 && workspace == nullptr)
-        raise(ErrorCode::null_pointer, "workspace is a null pointer but ", ex->workspace_bytes,
-              " bytes are needed");
+        raise(ErrorCode::null_pointer, "workspace is a null pointer but ", ex->workspace_bytes, " bytes are needed");
     if (ex->workspace_bytes > 0 && reinterpret_cast<std::uintptr_t>(workspace) % 64 != 0)
         raise(ErrorCode::invalid_argument, "workspace = ", workspace,
               " is not 64-byte aligned (memory from aclrtMalloc is)");
-    // Release before running, as CANN does: a non-repeatable executor is spent by its launch
-    // whatever the outcome. erase() also settles a race between two launches of it.
-    if (!ex->repeatable.load() && !executors().erase(executor))
-        raise(ErrorCode::invalid_argument, "executor ", static_cast<const void*>(executor), kNotLive);
 
     const std::span<std::byte> ws(static_cast<std::byte*>(workspace), ex->workspace_bytes);
     std::lock_guard in_order(s->running);
-    if (backward)
-        opennsa::backward(ex->backward_args, ex->params, ws);
-    else
-        opennsa::forward(ex->forward_args, ex->params, ws);
+    ex->run(ws);
 }
 
 }  // namespace opennsa::capi

@@ -8,6 +8,7 @@
 #include "aclnn/meta.hpp"
 #include "aclnn/status.hpp"
 #include "runtime/raw_enum.hpp"
+#include "runtime/runtime.hpp"
 
 namespace opennsa::capi {
 namespace {
@@ -91,7 +92,7 @@ aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, aclDat
 
 aclScalar* aclCreateScalar(void* value, aclDataType dataType) {
     return create_call("aclCreateScalar", [&] {
-        const std::size_t size = aclDataTypeSize(dataType);
+        const std::size_t size = acl_dtype_size(raw_enum(dataType));
         if (size == 0 || size > sizeof(aclScalar::bytes))
             raise(ErrorCode::invalid_argument, "dataType = ", raw_enum(dataType), " has no fixed element size");
         require(value, "value");

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "aclnn/acl_meta.h"
-#include "opennsa/opennsa.hpp"
+#include "opennsa/core.hpp"
 #include "runtime/last_error.hpp"
 
 namespace opennsa::capi {

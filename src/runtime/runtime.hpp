@@ -2,6 +2,7 @@
 // src/aclnn.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <mutex>
 
@@ -19,5 +20,9 @@ struct Stream {
 // The live stream behind a handle (the default stream for nullptr), or nullptr when the handle is
 // not a live stream. The shared_ptr keeps it alive while work runs even if it is destroyed.
 std::shared_ptr<Stream> find_stream(aclrtStream handle);
+
+// aclDataTypeSize of an aclDataType read as its raw value (0 for a value with no fixed size or
+// outside the enum). C++ callers use this: copying an out-of-range enum value is undefined.
+std::size_t acl_dtype_size(long long raw) noexcept;
 
 }  // namespace opennsa::capi

@@ -11,7 +11,7 @@
 #include "acl/acl.h"
 #include "aclnnop/aclnn_nsa_selected_attention.h"
 #include "aclnnop/aclnn_nsa_selected_attention_grad.h"
-#include "support.hpp"
+#include "ops/select_attention/cases.hpp"
 
 namespace capi_test {
 

@@ -1,6 +1,7 @@
 // The operators through the C API: the same bits as the native API (fp16, bf16, fp32; strided views
 // with offsets; varlen), repeatable executors, concurrent host threads, T1 = 0, and every error
 // path with its status, its message and untouched outputs.
+#include <functional>
 #include <thread>
 
 #include "capi_util.hpp"
@@ -264,28 +265,50 @@ TEST_F(CapiErrors, WrongLayoutDtypeShapeAndParameters) {
     EXPECT_TRUE(outputs_untouched());
 }
 
-TEST_F(CapiErrors, ShortMisalignedOrMissingWorkspaceKeepsTheExecutor) {
+// A launch consumes a non-repeatable executor whatever the outcome (CANN's rule): each rejected
+// launch below spends a fresh executor, leaves the outputs alone, and a second launch of the same
+// executor is "not a live executor". A repeatable one survives rejected launches.
+TEST_F(CapiErrors, RejectedLaunchesConsumeTheExecutor) {
     ASSERT_EQ(acl->backward_workspace(&ws, &ex), ACLNN_SUCCESS) << aclGetRecentErrMsg();
     ASSERT_GT(ws, 0u);
+    aclDestroyAclOpExecutor(ex);
     void* buf = nullptr;
     ASSERT_EQ(aclrtMalloc(&buf, ws + 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
-    EXPECT_EQ(aclnnNsaSelectedAttentionGrad(buf, ws - 1, ex, nullptr), ACLNN_ERR_PARAM_INVALID);
-    EXPECT_TRUE(message_names("workspaceSize"));
-    EXPECT_EQ(aclnnNsaSelectedAttentionGrad(nullptr, ws, ex, nullptr), ACLNN_ERR_PARAM_NULLPTR);
-    EXPECT_TRUE(message_names("workspace"));
-    EXPECT_EQ(aclnnNsaSelectedAttentionGrad(static_cast<char*>(buf) + 8, ws, ex, nullptr), ACLNN_ERR_PARAM_INVALID);
-    EXPECT_TRUE(message_names("aligned"));
-    EXPECT_EQ(aclnnNsaSelectedAttention(buf, ws, ex, nullptr), ACLNN_ERR_PARAM_INVALID);  // wrong operator
-    EXPECT_TRUE(message_names("aclnnNsaSelectedAttentionGradGetWorkspaceSize"));
     int not_a_stream = 0;
-    EXPECT_EQ(aclnnNsaSelectedAttentionGrad(buf, ws, ex, &not_a_stream), ACLNN_ERR_PARAM_INVALID);
-    EXPECT_TRUE(message_names("stream"));
+    struct Misuse {
+        std::function<aclnnStatus(aclOpExecutor*)> launch;
+        aclnnStatus status;
+        const char* message;
+    };
+    const std::vector<Misuse> misuses = {
+        {[&](aclOpExecutor* e) { return aclnnNsaSelectedAttentionGrad(buf, ws - 1, e, nullptr); },
+         ACLNN_ERR_PARAM_INVALID, "workspaceSize"},
+        {[&](aclOpExecutor* e) { return aclnnNsaSelectedAttentionGrad(nullptr, ws, e, nullptr); },
+         ACLNN_ERR_PARAM_NULLPTR, "workspace"},
+        {[&](aclOpExecutor* e) { return aclnnNsaSelectedAttentionGrad(static_cast<char*>(buf) + 8, ws, e, nullptr); },
+         ACLNN_ERR_PARAM_INVALID, "aligned"},
+        {[&](aclOpExecutor* e) { return aclnnNsaSelectedAttention(buf, ws, e, nullptr); }, ACLNN_ERR_PARAM_INVALID,
+         "aclnnNsaSelectedAttentionGradGetWorkspaceSize"},
+        {[&](aclOpExecutor* e) { return aclnnNsaSelectedAttentionGrad(buf, ws, e, &not_a_stream); },
+         ACLNN_ERR_PARAM_INVALID, "stream"},
+    };
+    for (const Misuse& m : misuses) {
+        ASSERT_EQ(acl->backward_workspace(&ws, &ex), ACLNN_SUCCESS) << aclGetRecentErrMsg();
+        EXPECT_EQ(m.launch(ex), m.status);
+        EXPECT_TRUE(message_names(m.message));
+        EXPECT_TRUE(outputs_untouched());
+        EXPECT_EQ(aclnnNsaSelectedAttentionGrad(buf, ws, ex, nullptr), ACLNN_ERR_PARAM_INVALID);
+        EXPECT_TRUE(message_names("not a live executor"));
+        EXPECT_EQ(aclDestroyAclOpExecutor(ex), ACLNN_ERR_PARAM_INVALID);
+        EXPECT_TRUE(outputs_untouched());
+    }
+    // A repeatable executor stays live through rejected launches and then runs.
+    ASSERT_EQ(acl->backward_workspace(&ws, &ex), ACLNN_SUCCESS) << aclGetRecentErrMsg();
+    ASSERT_EQ(aclSetAclOpExecutorRepeatable(ex), ACLNN_SUCCESS);
+    for (const Misuse& m : misuses) EXPECT_EQ(m.launch(ex), m.status);
     EXPECT_TRUE(outputs_untouched());
-    // None of that consumed it; a correct launch does.
     EXPECT_EQ(aclnnNsaSelectedAttentionGrad(buf, ws, ex, nullptr), ACLNN_SUCCESS) << aclGetRecentErrMsg();
-    EXPECT_EQ(aclnnNsaSelectedAttentionGrad(buf, ws, ex, nullptr), ACLNN_ERR_PARAM_INVALID);
-    EXPECT_TRUE(message_names("not a live executor"));
-    EXPECT_EQ(aclSetAclOpExecutorRepeatable(ex), ACLNN_ERR_PARAM_INVALID);
+    EXPECT_EQ(aclDestroyAclOpExecutor(ex), ACLNN_SUCCESS);
     aclrtFree(buf);
 }
 

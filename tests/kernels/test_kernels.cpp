@@ -10,10 +10,11 @@
 #include <limits>
 #include <vector>
 
-#include "nsa/dtype.hpp"
-#include "nsa/kernels/avx2.hpp"
-#include "nsa/kernels/dispatch.hpp"
-#include "support.hpp"
+#include "core/convert.hpp"
+#include "kernels/avx2/kernels.hpp"
+#include "ops/select_attention/avx2.hpp"
+#include "kernels/dispatch.hpp"
+#include "ops/select_attention/cases.hpp"
 
 using namespace nsa_test;
 using opennsa::DType;
@@ -42,7 +43,7 @@ protected:
         ::unsetenv("OPENNSA_KERNEL");
         opennsa::set_num_threads(0);
 #if defined(__x86_64__)
-        opennsa::detail::avx2::set_chunk_tokens_for_testing(0);
+        sel::avx2::set_chunk_tokens_for_testing(0);
 #endif
     }
 
@@ -59,8 +60,8 @@ protected:
         SCOPED_TRACE(c.describe());
         Tensors t(c);
         if (edit) edit(t);
-        const auto fp = opennsa::detail::validate_forward(t.forward_args(), t.params);
-        const auto fref = opennsa::reference::forward(fp);
+        const auto fp = sel::validate_forward(t.forward_args(), t.params);
+        const auto fref = sel::reference::forward(fp);
         opennsa::set_num_threads(1);
         opennsa::forward(t.forward_args(), t.params);
         ASSERT_TRUE(t.out.fully_written());
@@ -78,7 +79,7 @@ protected:
 
         t.poison_outputs();
         t.set_forward_from_reference();
-        const auto bref = opennsa::reference::backward(opennsa::detail::validate_backward(t.backward_args(), t.params));
+        const auto bref = sel::reference::backward(sel::validate_backward(t.backward_args(), t.params));
         opennsa::set_num_threads(1);
         opennsa::backward(t.backward_args(), t.params);
         ASSERT_TRUE(t.dq.fully_written());
@@ -104,9 +105,9 @@ protected:
         }
 #if defined(__x86_64__)
         if (std::string(GetParam().path) == "avx2") {
-            opennsa::detail::avx2::set_chunk_tokens_for_testing(3);
+            sel::avx2::set_chunk_tokens_for_testing(3);
             same_grads("3-token chunks");
-            opennsa::detail::avx2::set_chunk_tokens_for_testing(0);
+            sel::avx2::set_chunk_tokens_for_testing(0);
         }
 #endif
     }

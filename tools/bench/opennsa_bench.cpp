@@ -24,7 +24,7 @@
 #include <immintrin.h>
 #endif
 
-#include "nsa/dtype.hpp"
+#include "core/convert.hpp"
 #include "opennsa/opennsa.hpp"
 
 namespace {

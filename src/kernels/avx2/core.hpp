@@ -1,0 +1,315 @@
+// AVX2 + FMA building blocks shared by every operator's AVX2 passes: the register-tiled fp32
+// microkernel, the vector exp, row conversions, the 8x8 transpose and block packing. Operators'
+// avx2_*.cpp translation units include it last: every function here carries NSA_AVX2 (a
+// per-function target, so the rest of the library, and any inline function shared with it, stays
+// baseline x86-64) and sits in an internal namespace, so no AVX2 code can leak into the portable
+// path through the linker. Nothing here knows an operator: sizes, pointers, strides and views.
+#pragma once
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "core/rows.hpp"
+#include "core/threading.hpp"
+#include "kernels/tiles.hpp"
+
+#define NSA_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace opennsa::detail::avx2 {
+namespace {
+
+using tiles::kLanes;
+using tiles::kMR;
+using tiles::kNR;
+using tiles::padded;
+
+// Operand access. The microkernel broadcasts A(i, k) and loads rows of B as vectors.
+struct StridedA {  // A(i, k) = p[i * rs + k * cs]
+    const float* p;
+    std::int64_t rs, cs;
+    const float* row(std::int64_t i) const noexcept { return p + i * rs; }
+};
+struct GatheredA {  // A(i, k) = rows[i][k]
+    const float* const* rows;
+    static constexpr std::int64_t cs = 1;
+    const float* row(std::int64_t i) const noexcept { return rows[i]; }
+};
+struct StridedB {  // B(k, :) = p + k * ld
+    const float* p;
+    std::int64_t ld;
+    const float* row(std::int64_t k) const noexcept { return p + k * ld; }
+};
+struct GatheredB {  // B(k, :) = rows[k]
+    const float* const* rows;
+    const float* row(std::int64_t k) const noexcept { return rows[k]; }
+};
+struct StridedC {  // C(i, :) = p + i * ld
+    float* p;
+    std::int64_t ld;
+    float* row(std::int64_t i) const noexcept { return p + i * ld; }
+};
+struct GatheredC {  // C(i, :) = rows[i]
+    float* const* rows;
+    float* row(std::int64_t i) const noexcept { return rows[i]; }
+};
+
+// c[MR x NR*8] (+)= sum_k A(i, k) B(k, j0 + j). The k order is ascending for every element, so a
+// result does not depend on which tile computed it.
+template <int MR, int NR, class B>
+NSA_AVX2 inline void micro(std::int64_t K, const float* const* a, std::int64_t acs, const B& b, std::int64_t j0,
+                           float* const* c, bool accumulate) {
+    __m256 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j)
+            acc[i][j] = accumulate ? _mm256_loadu_ps(c[i] + j0 + j * kLanes) : _mm256_setzero_ps();
+    const float* ap[MR];
+    for (int i = 0; i < MR; ++i) ap[i] = a[i];
+    for (std::int64_t k = 0; k < K; ++k) {
+        const float* br = b.row(k) + j0;
+        __m256 bv[NR];
+        for (int j = 0; j < NR; ++j) bv[j] = _mm256_loadu_ps(br + j * kLanes);
+        for (int i = 0; i < MR; ++i) {
+            const __m256 av = _mm256_broadcast_ss(ap[i]);
+            ap[i] += acs;
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) _mm256_storeu_ps(c[i] + j0 + j * kLanes, acc[i][j]);
+}
+
+template <int NR, class B>
+NSA_AVX2 inline void micro_rows(int rows, std::int64_t K, const float* const* a, std::int64_t acs, const B& b,
+                                std::int64_t j0, float* const* c, bool accumulate) {
+    switch (rows) {
+        case 6: return micro<6, NR>(K, a, acs, b, j0, c, accumulate);
+        case 5: return micro<5, NR>(K, a, acs, b, j0, c, accumulate);
+        case 4: return micro<4, NR>(K, a, acs, b, j0, c, accumulate);
+        case 3: return micro<3, NR>(K, a, acs, b, j0, c, accumulate);
+        case 2: return micro<2, NR>(K, a, acs, b, j0, c, accumulate);
+        default: return micro<1, NR>(K, a, acs, b, j0, c, accumulate);
+    }
+}
+
+// C[M x N] (+)= A[M x K] B[K x N], N a multiple of 8 (packed rows are zero-padded to it).
+// Column panels outside, row tiles inside: a B panel (K x 16) is reused from L1 by every row tile.
+template <class A, class B, class C>
+NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A& a, const B& b, const C& c,
+                         bool accumulate) {
+    if (K == 0 && accumulate) return;
+    for (std::int64_t j0 = 0; j0 < N; j0 += kNR * kLanes) {
+        const bool full = j0 + kNR * kLanes <= N;
+        for (std::int64_t i0 = 0; i0 < M; i0 += kMR) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(kMR, M - i0));
+            const float* ap[kMR];
+            float* cp[kMR];
+            for (int i = 0; i < rows; ++i) {
+                ap[i] = a.row(i0 + i);
+                cp[i] = c.row(i0 + i);
+            }
+            if (full)
+                micro_rows<kNR>(rows, K, ap, a.cs, b, j0, cp, accumulate);
+            else
+                micro_rows<1>(rows, K, ap, a.cs, b, j0, cp, accumulate);
+        }
+    }
+}
+
+// exp(x): 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial (Cephes expf
+// coefficients), about 1 ulp. Fixed instruction sequence: the same bits in every thread and run.
+// Non-finite and extreme inputs follow IEEE exp: NaN stays NaN (the clamps take x as their second
+// operand, which min/max return when it is NaN), x < -87.34 (exp below the smallest normal, and
+// -inf) gives 0, and x > 88.72 saturates near FLT_MAX.
+NSA_AVX2 inline __m256 exp_ps(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f);
+    const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);  // false for NaN
+    x = _mm256_max_ps(lo, _mm256_min_ps(_mm256_set1_ps(88.72283f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // 2^n: n in [-126, 128]; split it in two factors so n = 128 does not overflow the exponent.
+    const __m256i ni = _mm256_cvtps_epi32(n);
+    const __m256i half = _mm256_srai_epi32(ni, 1);
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+    const __m256 s2 = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(underflow, _mm256_mul_ps(_mm256_mul_ps(y, s1), s2));
+}
+
+// Running max of score vectors that keeps NaN: the max instructions drop a NaN operand, so NaN
+// lanes are collected apart and turn the final row max into NaN (docs/spec: NaN is never hidden).
+struct NanMax {
+    __m256 max, nan;
+};
+NSA_AVX2 inline NanMax nanmax_init() {
+    return {_mm256_set1_ps(-std::numeric_limits<float>::infinity()), _mm256_setzero_ps()};
+}
+NSA_AVX2 inline void nanmax_add(NanMax& m, __m256 v) {
+    m.max = _mm256_max_ps(m.max, v);
+    m.nan = _mm256_or_ps(m.nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+
+// Lanes [0, 8) whose column index j0 + lane is below `limit`.
+NSA_AVX2 inline __m256 lanes_below(std::int64_t j0, std::int64_t limit) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lim = _mm256_set1_epi32(static_cast<int>(std::clamp<std::int64_t>(limit - j0, -1, 8)));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(lim, lane));
+}
+
+// Fixed-order horizontal reductions.
+NSA_AVX2 inline float hsum(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+NSA_AVX2 inline float hmax(__m256 v) {
+    const __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(t, _mm_movehdup_ps(t)));
+}
+// The row max of a NanMax: NaN when any lane ever saw a NaN.
+NSA_AVX2 inline float nanmax_value(const NanMax& m) {
+    return _mm256_movemask_ps(m.nan) != 0 ? std::numeric_limits<float>::quiet_NaN() : hmax(m.max);
+}
+
+// ---- row conversion (storage dtype <-> fp32), vectorised for contiguous rows -----------------
+
+// 8 storage values at p widened to fp32: exact for every dtype (bf16 is the high half of an fp32,
+// fp16 widens with F16C's vcvtph2ps).
+template <class S>
+NSA_AVX2 inline __m256 load8(const S* p) {
+    if constexpr (std::is_same_v<S, float>) {
+        return _mm256_loadu_ps(p);
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        if constexpr (std::is_same_v<S, bf16_t>)
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        else
+            return _mm256_cvtph_ps(h);
+    }
+}
+
+// 8 fp32 values rounded to nearest even into storage at p, bit-identical to store_acc for every
+// non-NaN value (a NaN stays a NaN).
+template <class S>
+NSA_AVX2 inline void store8(S* p, __m256 v) {
+    if constexpr (std::is_same_v<S, float>) {
+        _mm256_storeu_ps(p, v);
+    } else if constexpr (std::is_same_v<S, f16_t>) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    } else {  // bf16: u + 0x7fff + (bit 16 of u), high halves; NaNs made quiet as f32_to_bf16 does
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
+        const __m256i hi = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
+        // Pack the 8 high halves into 8 uint16 (values < 2^16, so unsigned saturation is exact).
+        const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
+    }
+}
+
+// Row (i, j, :) of a 3-D view of storage S into n fp32 values (any stride; vector loads when
+// the row is contiguous).
+template <class S>
+NSA_AVX2 inline void load_row_f32(const TensorView& t, std::int64_t i, std::int64_t j, float* out, std::int64_t n) {
+    if (t.strides[2] != 1) return load_row<S>(t, i, j, out, n);
+    const S* src = element<const S>(t, i, j, 0);
+    std::int64_t d = 0;
+    for (; d + kLanes <= n; d += kLanes) _mm256_storeu_ps(out + d, load8(src + d));
+    for (; d < n; ++d) out[d] = load_acc(src + d);
+}
+
+// The same, zero-padded from n to np values (the packed rows' vector width).
+template <class S>
+NSA_AVX2 inline void load_row_padded(const TensorView& t, std::int64_t i, std::int64_t j, float* out, std::int64_t n,
+                                     std::int64_t np) {
+    load_row_f32<S>(t, i, j, out, n);
+    std::fill(out + n, out + np, 0.0f);
+}
+
+// n fp32 values times `factor`, rounded into row (i, j, :) of a 3-D view of storage S.
+template <class S>
+NSA_AVX2 inline void store_row_f32(const TensorView& t, std::int64_t i, std::int64_t j, const float* in, float factor,
+                                   std::int64_t n) {
+    if (t.strides[2] != 1) return store_row<S>(t, i, j, in, factor, n);
+    S* dst = element<S>(t, i, j, 0);
+    const __m256 f = _mm256_set1_ps(factor);
+    std::int64_t d = 0;
+    for (; d + kLanes <= n; d += kLanes) store8(dst + d, _mm256_mul_ps(_mm256_loadu_ps(in + d), f));
+    for (; d < n; ++d) store_acc(dst + d, in[d] * factor);
+}
+
+// dst[c * ldd + r] = src[r * lds + c] for an 8 x 8 fp32 tile (unpack / shuffle / lane swap).
+NSA_AVX2 inline void transpose8x8(const float* src, std::int64_t lds, float* dst, std::int64_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+// One key block of head n as fp32: rows[i][0, Dp) = src[key0 + i, n, :] zero-padded, for
+// i < bsp (zero rows past `keys`), and its transpose panel[d][i] = rows[i][d] for d < Dp.
+template <class S>
+NSA_AVX2 void block_rows_and_panel(const TensorView& src, std::int64_t key0, std::int64_t keys, std::int64_t n,
+                                   std::int64_t D, std::int64_t Dp, std::int64_t bsp, float* rows, float* panel) {
+    for (std::int64_t i = 0; i < keys; ++i) load_row_padded<S>(src, key0 + i, n, rows + i * Dp, D, Dp);
+    std::fill(rows + keys * Dp, rows + bsp * Dp, 0.0f);
+    for (std::int64_t i0 = 0; i0 < bsp; i0 += kLanes)
+        for (std::int64_t d0 = 0; d0 < Dp; d0 += kLanes) transpose8x8(rows + i0 * Dp + d0, Dp, panel + d0 * bsp + i0, bsp);
+}
+
+// Calls fn(tag) with a null pointer of the storage type of an fp16 / bf16 / fp32 problem (the
+// fp64 path never comes here).
+template <class Fn>
+void with_float_storage(DType t, Fn&& fn) {
+    with_storage_type(t, [&](auto* tag) {
+        if constexpr (!std::is_same_v<std::remove_pointer_t<decltype(tag)>, double>) fn(tag);
+    });
+}
+
+// ---- packing (plain C++; done once per call or per chunk) ----------------------------------
+
+// out[t][0, Dp) = row (t, n) of src as fp32, zero-padded from D to Dp, for one head n. Tasks of
+// 64 rows.
+template <class S>
+void pack_rows(const TensorView& src, std::int64_t T, std::int64_t n, std::int64_t D, std::int64_t Dp, float* out,
+               int threads) {
+    constexpr std::int64_t kRows = 64;
+    parallel_for((T + kRows - 1) / kRows, threads, [&](std::int64_t task, int) {
+        for (std::int64_t t = task * kRows; t < std::min((task + 1) * kRows, T); ++t)
+            load_row_padded<S>(src, t, n, out + t * Dp, D, Dp);
+    });
+}
+
+}  // namespace
+}  // namespace opennsa::detail::avx2
+
+#endif  // __x86_64__

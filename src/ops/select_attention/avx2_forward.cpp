@@ -1,0 +1,193 @@
+// Forward pass, AVX2 + FMA path. Same tasks as the generic forward (kv head x kQueryTokens query
+// tokens; each (token, head) row computed by one task), but the G heads of a kv head form one
+// matrix: for every selected block, S[G x bs] = Q[G x Dk] K_blk^T from a transposed K panel,
+// then a vectorised softmax over all slots, then O[G x Dv] = sum_slots P_blk V_blk, so each
+// block's K and V are read once for all G heads.
+#include "ops/select_attention/avx2.hpp"
+
+#if defined(__x86_64__)
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/avx2/core.hpp"
+#include "ops/select_attention/plan.hpp"
+
+namespace opennsa::detail::select_attention::avx2 {
+namespace {
+
+using namespace opennsa::detail::avx2;
+
+struct ForwardLayout {
+    KeyBlocks blocks;
+    std::int64_t nb, bsp, Dkp, Dvp;
+    explicit ForwardLayout(const Problem& p)
+        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.block_len)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {}
+};
+
+// K and V of the kv head being computed (heads run one after another, so this is one head's).
+struct ForwardPacked {
+    std::span<float> kt;  // [nb][Dkp][bsp] transposed key panels
+    std::span<float> v;   // [T2][Dvp] value rows
+};
+
+ForwardPacked carve_forward(const Problem& p, const ForwardLayout& l, Carver& c) {
+    return {c.take<float>({l.nb, l.Dkp, l.bsp}), c.take<float>({p.T2, l.Dvp})};
+}
+
+// A visible slot of the token being computed: its K panel, its V rows, how many keys it shows.
+struct Slot {
+    const float* kt;
+    const float* v;
+    std::int64_t vis;
+};
+
+struct ForwardScratch {
+    float* q;    // [G][Dkp]
+    float* s;    // [G][C * bsp] scores, then probabilities
+    float* o;    // [G][Dvp]
+    float* inv;  // [G] 1 / sum
+    Slot* slots; // [C]
+    const float** vrows;  // [C * bsp]
+    const float* zero;    // [Dvp] zeros
+};
+
+// Softmax of one row over its slots, in place: returns the row max and sum (SPEC 5).
+NSA_AVX2 void softmax_row(float* s, const Slot* slots, int nslots, std::int64_t bsp, float scale, float* mx_out,
+                          float* sum_out) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    NanMax mx = nanmax_init();
+    for (int k = 0; k < nslots; ++k)
+        for (std::int64_t j0 = 0; j0 < bsp; j0 += kLanes) {
+            float* at = s + k * bsp + j0;
+            const __m256 v = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(at), vscale),
+                                              lanes_below(j0, slots[k].vis));
+            _mm256_storeu_ps(at, v);
+            nanmax_add(mx, v);
+        }
+    const float m = nanmax_value(mx);
+    const __m256 vm = _mm256_set1_ps(m);
+    __m256 sum = _mm256_setzero_ps();
+    for (int k = 0; k < nslots; ++k)
+        for (std::int64_t j0 = 0; j0 < bsp; j0 += kLanes) {
+            float* at = s + k * bsp + j0;
+            const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_loadu_ps(at), vm)), lanes_below(j0, slots[k].vis));
+            _mm256_storeu_ps(at, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+    *mx_out = m;
+    *sum_out = hsum(sum);
+}
+
+template <class S>
+NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const ForwardPacked& pk, std::int64_t n2,
+                             std::int64_t t0, const ForwardScratch& w) {
+    const float scale = static_cast<float>(p.scale);
+    for (std::int64_t t = t0; t < std::min(t0 + kQueryTokens, p.T1); ++t) {
+        const QueryRow row = locate_query(p, t);
+        int nslots = 0;
+        if (row.batch >= 0)
+            for (std::int64_t j = 0; j < p.C; ++j) {
+                const std::int32_t x = *element<const std::int32_t>(p.topk, t, n2, j);
+                if (x < 0) continue;
+                const Segment seg = visible_part(p, row, x);
+                if (seg.end == seg.begin) continue;
+                const std::int64_t gb = l.blocks.first[row.batch] + x;
+                w.slots[nslots++] = {pk.kt.data() + gb * l.Dkp * l.bsp, pk.v.data() + (row.kv0 + x * p.bs) * l.Dvp,
+                                     seg.end - seg.begin};
+            }
+        if (nslots == 0) {  // padding row or nothing visible: out = max = sum = 0
+            for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
+                store_zero_row<S>(p.out, t, h, p.Dv);
+                store_stat(p.softmax_max, t, h, 0.0f);
+                store_stat(p.softmax_sum, t, h, 0.0f);
+            }
+            continue;
+        }
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            float* q = w.q + g * l.Dkp;
+            load_row_padded<S>(p.q, t, n2 * p.G + g, q, p.Dk, l.Dkp);
+        }
+        const std::int64_t lds = nslots * l.bsp;
+        for (int k = 0; k < nslots; ++k)
+            gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1}, StridedB{w.slots[k].kt, l.bsp},
+                       StridedC{w.s + k * l.bsp, lds}, false);
+        for (std::int64_t g = 0; g < p.G; ++g) {
+            float mx = 0, sum = 0;
+            softmax_row(w.s + g * lds, w.slots, nslots, l.bsp, scale, &mx, &sum);
+            const std::int64_t h = n2 * p.G + g;
+            store_stat(p.softmax_max, t, h, mx);
+            store_stat(p.softmax_sum, t, h, sum);
+            w.inv[g] = 1.0f / sum;
+        }
+        // O = P V as one matmul over all slots' keys (C stays in registers): the B rows are the
+        // slots' V rows, a zero row where the key is invisible (its P is 0 too).
+        for (int k = 0; k < nslots; ++k)
+            for (std::int64_t i = 0; i < l.bsp; ++i)
+                w.vrows[k * l.bsp + i] = i < w.slots[k].vis ? w.slots[k].v + i * l.Dvp : w.zero;
+        gemm_tiles(p.G, l.Dvp, lds, StridedA{w.s, lds, 1}, GatheredB{w.vrows}, StridedC{w.o, l.Dvp}, false);
+        for (std::int64_t g = 0; g < p.G; ++g)
+            store_row_f32<S>(p.out, t, n2 * p.G + g, w.o + g * l.Dvp, w.inv[g], p.Dv);
+    }
+}
+
+// Transposed block panels of head n: out[block][d][0, bsp) = src[key0 + i, n, d] for the block's
+// keys and d < Dp, zero for i past the block or past its batch (and for d >= D). The microkernel
+// reads them as B rows of S = Q K^T.
+template <class S>
+void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t n, std::int64_t D,
+                 std::int64_t Dp, std::int64_t bsp, float* out, int threads) {
+    std::vector<float> rows(static_cast<std::size_t>(checked_product({threads, bsp, Dp}, "the panel scratch")));
+    parallel_for(blocks.total(), threads, [&](std::int64_t gb, int worker) {
+        const KeyBlock blk = locate_block(p, blocks, gb);
+        block_rows_and_panel<S>(src, blk.key0, blk.keys, n, D, Dp, bsp, rows.data() + worker * bsp * Dp,
+                                out + gb * Dp * bsp);
+    });
+}
+
+template <class S>
+void forward_typed(const Problem& p, std::span<std::byte> workspace) {
+    const ForwardLayout l(p);
+    Carver carver(workspace.data());
+    const ForwardPacked pk = carve_forward(p, l, carver);
+    const int threads = thread_count();
+
+    const std::int64_t slot_keys = checked_product({p.C, l.bsp}, "the scores of a row");
+    const std::int64_t per_worker =
+        checked_product({p.G, checked_add(slot_keys, l.Dkp + l.Dvp + 1, "the row scratch")}, "the row scratch");
+    std::vector<float> scratch(static_cast<std::size_t>(checked_product({threads, per_worker}, "the row scratch")));
+    std::vector<Slot> slots(static_cast<std::size_t>(threads * p.C));
+    std::vector<const float*> vrows(static_cast<std::size_t>(checked_product({threads, slot_keys}, "the row scratch")));
+    const std::vector<float> zero(static_cast<std::size_t>(l.Dvp), 0.0f);
+    const std::int64_t groups = (p.T1 + kQueryTokens - 1) / kQueryTokens;
+    // One kv head at a time: its panels (10.5 MB at T2 = 8192) stay in L3 while every task of the
+    // head reads them, and the packed copy is one head's, not N2 heads'.
+    for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
+        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, l.Dkp, l.bsp, pk.kt.data(), threads);
+        pack_rows<S>(p.v, p.T2, n2, p.Dv, l.Dvp, pk.v.data(), threads);
+        parallel_for(groups, threads, [&](std::int64_t group, int worker) {
+            float* base = scratch.data() + worker * per_worker;
+            float* o = base + p.G * (l.Dkp + p.C * l.bsp);
+            const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C,
+                                   vrows.data() + worker * p.C * l.bsp, zero.data()};
+            forward_tokens<S>(p, l, pk, n2, group * kQueryTokens, w);
+        });
+    }
+}
+
+}  // namespace
+
+std::size_t forward_workspace(const Problem& p) {
+    Carver c;
+    carve_forward(p, ForwardLayout(p), c);
+    return c.size();
+}
+
+void run_forward(const Problem& p, std::span<std::byte> workspace) {
+    with_float_storage(p.dtype, [&](auto* tag) { forward_typed<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
+}
+
+}  // namespace opennsa::detail::select_attention::avx2
+
+#endif  // __x86_64__

@@ -1,0 +1,225 @@
+// The library against the fp64 reference: a property sweep over random shapes for every dtype,
+// and the edge cases SPEC.md names. Outputs are poisoned before every call and must be written
+// everywhere (and nowhere outside their views).
+#include <gtest/gtest.h>
+
+#include "ops/select_attention/cases.hpp"
+
+using namespace nsa_test;
+using opennsa::DType;
+
+namespace {
+
+sel::Problem forward_problem(Tensors& t) {
+    return sel::validate_forward(t.forward_args(), t.params);
+}
+
+void check_forward(const Case& c) {
+    SCOPED_TRACE(c.describe());
+    Tensors t(c);
+    opennsa::forward(t.forward_args(), t.params);
+    ASSERT_TRUE(t.out.fully_written());
+    ASSERT_TRUE(t.smax.fully_written());
+    ASSERT_TRUE(t.ssum.fully_written());
+    const auto ref = sel::reference::forward(forward_problem(t));
+    EXPECT_TRUE(close(t.out.dense(), ref.out, tol_out(c.dtype), "out"));
+    EXPECT_TRUE(stats_ok(t, ref));
+}
+
+void check_backward(const Case& c) {
+    SCOPED_TRACE(c.describe());
+    Tensors t(c);
+    t.set_forward_from_reference();
+    opennsa::backward(t.backward_args(), t.params);
+    ASSERT_TRUE(t.dq.fully_written());
+    ASSERT_TRUE(t.dk.fully_written());
+    ASSERT_TRUE(t.dv.fully_written());
+    const auto ref = sel::reference::backward(sel::validate_backward(t.backward_args(), t.params));
+    const double tol = tol_grad(c.dtype);
+    EXPECT_TRUE(close(t.dq.dense(), ref.dq, tol, "dq"));
+    EXPECT_TRUE(close(t.dk.dense(), ref.dk, tol, "dk"));
+    EXPECT_TRUE(close(t.dv.dense(), ref.dv, tol, "dv"));
+}
+
+Case base_case(DType dtype, std::uint64_t salt) {
+    Case c;
+    c.dtype = dtype;
+    c.seed = case_seed(salt);
+    return c;
+}
+
+class Sweep : public ::testing::TestWithParam<DType> {};
+
+}  // namespace
+
+TEST_P(Sweep, RandomShapesMatchReference) {
+    std::mt19937_64 rng(case_seed(1000 + static_cast<int>(GetParam())));
+    for (int i = 0; i < 48; ++i) {
+        const Case c = random_case(rng, GetParam());
+        check_forward(c);
+        check_backward(c);
+        if (HasFatalFailure()) return;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypes, Sweep, ::testing::Values(DType::f16, DType::bf16, DType::f32, DType::f64),
+                         [](const auto& info) { return std::string(opennsa::dtype_name(info.param)); });
+
+class Edge : public ::testing::TestWithParam<DType> {};
+
+TEST_P(Edge, NoQueryTokensStillZeroesKeyGradients) {
+    Case c = base_case(GetParam(), 1);
+    c.q_lens = {0};
+    c.kv_lens = {30};
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, OnlyPaddingRowsNeedNoWorkspace) {
+    for (std::int64_t pad : {0, 5}) {  // T1 = 0, and T1 = 5 rows that are all padding
+        Case c = base_case(GetParam(), 10);
+        c.q_lens = {0, 0};
+        c.kv_lens = {20, 11};
+        c.varlen = true;
+        c.pad_q = pad;
+        c.pad_kv = 2;
+        Tensors t(c);
+        EXPECT_EQ(opennsa::forward_workspace_bytes(t.forward_args(), t.params), 0u);
+        EXPECT_EQ(opennsa::backward_workspace_bytes(t.backward_args(), t.params), 0u);
+        check_forward(c);
+        check_backward(c);
+    }
+}
+
+TEST_P(Edge, NoKeyTokens) {
+    Case c = base_case(GetParam(), 2);
+    c.q_lens = {9};
+    c.kv_lens = {0};
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, EverySlotEmpty) {
+    Case c = base_case(GetParam(), 3);
+    c.empty_slot = 1.0;
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, EmptyBatchesAndPaddingRows) {
+    Case c = base_case(GetParam(), 4);
+    c.q_lens = {0, 13, 0, 21, 0};
+    c.kv_lens = {5, 17, 0, 30, 0};
+    c.pad_q = 4;
+    c.pad_kv = 3;
+    c.varlen = true;
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, HotBlocksEveryQuerySelects) {
+    // All queries pick block 0 and their own local block (NSA's usual pattern) plus duplicates.
+    Case c = base_case(GetParam(), 5);
+    c.q_lens = {200};
+    c.kv_lens = {200};
+    c.bs = 16;
+    c.C = 3;
+    c.empty_slot = 0;
+    Tensors t(c);
+    for (std::int64_t i = 0; i < 200; ++i)
+        for (std::int64_t n = 0; n < c.N2; ++n) {
+            t.topk.set(i, n, 0, 0);
+            t.topk.set(i, n, 1, static_cast<double>(i / 16));
+            t.topk.set(i, n, 2, 0);
+        }
+    opennsa::forward(t.forward_args(), t.params);
+    const auto ref = sel::reference::forward(forward_problem(t));
+    EXPECT_TRUE(close(t.out.dense(), ref.out, tol_out(c.dtype), "out"));
+    t.set_forward_from_reference();
+    opennsa::backward(t.backward_args(), t.params);
+    const auto g = sel::reference::backward(sel::validate_backward(t.backward_args(), t.params));
+    EXPECT_TRUE(close(t.dk.dense(), g.dk, tol_grad(c.dtype), "dk"));
+    EXPECT_TRUE(close(t.dv.dense(), g.dv, tol_grad(c.dtype), "dv"));
+    EXPECT_TRUE(close(t.dq.dense(), g.dq, tol_grad(c.dtype), "dq"));
+}
+
+TEST_P(Edge, LargeGroupAndUnequalHeadDims) {
+    Case c = base_case(GetParam(), 6);
+    c.N1 = 33;
+    c.N2 = 1;
+    c.Dk = 96;
+    c.Dv = 40;
+    c.q_lens = {40};
+    c.kv_lens = {40};
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, BlockSizeOneAndSingleSlot) {
+    Case c = base_case(GetParam(), 7);
+    c.bs = 1;
+    c.C = 1;
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, CausalMaskIsPositionalForFutureBlocks) {
+    // Selections that name future blocks: only positions p <= i count, in both directions.
+    Case c = base_case(GetParam(), 8);
+    c.beyond_causal = 1.0;
+    c.q_lens = {50};
+    c.kv_lens = {50};
+    check_forward(c);
+    check_backward(c);
+    c.causal = false;
+    check_forward(c);
+    check_backward(c);
+}
+
+TEST_P(Edge, NonContiguousViews) {
+    Case c = base_case(GetParam(), 9);
+    c.transposed = true;
+    c.q_lens = {12, 30};
+    c.kv_lens = {40, 25};
+    c.varlen = true;
+    check_forward(c);
+    check_backward(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypes, Edge, ::testing::Values(DType::f16, DType::bf16, DType::f32, DType::f64),
+                         [](const auto& info) { return std::string(opennsa::dtype_name(info.param)); });
+
+TEST(Ops, CallerWorkspaceIsUsedAndGivesTheSameBits) {
+    Case c = base_case(DType::bf16, 20);
+    c.q_lens = {70};
+    c.kv_lens = {70};
+    Tensors a(c), b(c);
+    const std::size_t need = opennsa::forward_workspace_bytes(a.forward_args(), a.params);
+    EXPECT_GT(need, 0u);
+    // 64-byte aligned, as the API asks; a misaligned span is not used (the library allocates).
+    std::vector<std::byte> storage(need + 64 + 1);
+    auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t{63});
+    auto touched = [&] {
+        for (std::byte x : storage)
+            if (x != std::byte{0}) return true;
+        return false;
+    };
+    opennsa::forward(a.forward_args(), a.params, std::span<std::byte>(aligned + 1, need));
+    EXPECT_TRUE(a.out.fully_written());
+    EXPECT_FALSE(touched()) << "a misaligned workspace was used";
+    a.poison_outputs();
+    opennsa::forward(a.forward_args(), a.params, std::span<std::byte>(aligned, need));
+    EXPECT_TRUE(touched()) << "the caller's workspace was not used";
+    opennsa::forward(b.forward_args(), b.params);
+    EXPECT_EQ(a.out.bytes, b.out.bytes);
+    a.poison_outputs();
+    b.poison_outputs();
+    a.set_forward_from_reference();
+    b.set_forward_from_reference();
+    std::vector<std::byte> wsb(opennsa::backward_workspace_bytes(a.backward_args(), a.params));
+    opennsa::backward(a.backward_args(), a.params, wsb);
+    opennsa::backward(b.backward_args(), b.params);
+    EXPECT_EQ(a.dq.bytes, b.dq.bytes);
+    EXPECT_EQ(a.dk.bytes, b.dk.bytes);
+    EXPECT_EQ(a.dv.bytes, b.dv.bytes);
+}
