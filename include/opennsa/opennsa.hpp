@@ -4,3 +4,5 @@
 
 #include "opennsa/core.hpp"
 #include "opennsa/select_attention.hpp"
+#include "opennsa/compress.hpp"
+#include "opennsa/compress_attention.hpp"

@@ -67,3 +67,11 @@ OPENNSA_API void forward(const ForwardArgs& args, const Params& params, std::spa
 OPENNSA_API void backward(const BackwardArgs& args, const Params& params, std::span<std::byte> workspace);
 
 }  // namespace opennsa
+
+namespace opennsa {
+
+// The same operators under the names the rest of the family uses.
+inline void select_attention(const ForwardArgs& args, const Params& params) { forward(args, params); }
+inline void select_attention_backward(const BackwardArgs& args, const Params& params) { backward(args, params); }
+
+}  // namespace opennsa

@@ -13,7 +13,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from . import _ops
+from . import _library  # noqa: F401  (loads the compiled operators)
+from . import _select_attention as _ops
 
 __all__ = [
     "npu_nsa_select_attention",

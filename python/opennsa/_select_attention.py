@@ -1,12 +1,9 @@
-"""Loads the compiled operators and registers what the C++ side leaves to Python:
-shape propagation (fake kernels, for torch.compile / meta tensors) and autograd."""
-
-import os
+"""The selected attention's torch operators: fake kernels and autograd (the CPU kernels are
+python/csrc/select_attention.cpp)."""
 
 import torch
 
-_LIB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_opennsa_ops.so")
-torch.ops.load_library(_LIB_PATH)
+from ._library import has_op_autograd, register_fake
 
 select_attention = torch.ops.opennsa.select_attention.default
 select_attention_grad = torch.ops.opennsa.select_attention_grad.default
@@ -17,31 +14,12 @@ _STATS = 8  # softmax_max / softmax_sum rows hold 8 equal fp32 values (CANN's la
 # --------------------------------------------------------------------------------------------
 # Fake (meta) kernels: output shapes and dtypes only. Full validation happens in the CPU kernel.
 
-_meta_library = None
-
-
-def _register_fake(name):
-    global _meta_library
-    qualname = "opennsa::" + name
-    if hasattr(torch.library, "register_fake"):  # torch >= 2.4
-        return torch.library.register_fake(qualname)
-    if hasattr(torch.library, "impl_abstract"):  # torch 2.2 - 2.3
-        return torch.library.impl_abstract(qualname)
-    # torch 2.1: a Meta kernel, which fake tensors also fall back to.
-    if _meta_library is None:
-        _meta_library = torch.library.Library("opennsa", "IMPL")
-
-    def register(fn):
-        _meta_library.impl(name, fn, "Meta")
-        return fn
-    return register
-
 
 def _check_rank3(t, name):
     torch._check(t.dim() == 3, lambda: f"opennsa: {name} has shape {tuple(t.shape)}; expected rank 3 (layout TND)")
 
 
-@_register_fake("select_attention")
+@register_fake("select_attention")
 def _select_attention_fake(query, key, value, topk_indices, scale_value, head_num, select_block_size,
                            select_block_count, atten_mask=None, actual_seq_qlen=None,
                            actual_seq_kvlen=None, sparse_mode=2):
@@ -54,7 +32,7 @@ def _select_attention_fake(query, key, value, topk_indices, scale_value, head_nu
     return out, softmax_max, softmax_sum
 
 
-@_register_fake("select_attention_grad")
+@register_fake("select_attention_grad")
 def _select_attention_grad_fake(grad, query, key, value, attention_out, softmax_max, softmax_sum,
                                 topk_indices, scale_value, head_num, select_block_size, select_block_count,
                                 atten_mask=None, actual_seq_qlen=None, actual_seq_kvlen=None,
@@ -91,7 +69,7 @@ def _register_op_autograd():
     """Op-level autograd (torch >= 2.4), so that torch.ops.opennsa.select_attention itself is
     differentiable (torch.compile, opcheck). Older torch: the Python API uses
     _SelectAttentionFunction instead."""
-    if not hasattr(torch.library, "register_autograd"):
+    if not has_op_autograd():
         return False
     torch.library.register_autograd("opennsa::select_attention", _backward, setup_context=_setup_context)
     return True

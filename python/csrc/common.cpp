@@ -1,0 +1,74 @@
+#include "common.hpp"
+
+namespace opennsa_torch {
+
+opennsa::DType to_dtype(const at::Tensor& t, const char* name) {
+    switch (t.scalar_type()) {
+        case at::kHalf: return opennsa::DType::f16;
+        case at::kBFloat16: return opennsa::DType::bf16;
+        case at::kFloat: return opennsa::DType::f32;
+        case at::kDouble: return opennsa::DType::f64;
+        case at::kInt: return opennsa::DType::i32;
+        case at::kLong: return opennsa::DType::i64;
+        case at::kByte: return opennsa::DType::u8;
+        case at::kBool: return opennsa::DType::boolean;
+        default:
+            TORCH_CHECK_VALUE(false, "opennsa: ", name, " has dtype ", t.scalar_type(),
+                              ", which the operator does not take");
+    }
+    return opennsa::DType::f32;  // unreachable
+}
+
+opennsa::TensorView view_of(const at::Tensor& t, const char* name) {
+    TORCH_CHECK_VALUE(t.device().is_cpu(), "opennsa: ", name, " is on ", t.device(),
+                      "; the operators run on CPU tensors");
+    TORCH_CHECK_VALUE(t.dim() >= 1 && t.dim() <= opennsa::kMaxRank, "opennsa: ", name, " has rank ", t.dim(),
+                      " (shape ", t.sizes(), "); the operators take tensors of rank 1 to ", opennsa::kMaxRank);
+    opennsa::TensorView v;
+    v.data = t.data_ptr();
+    v.dtype = to_dtype(t, name);
+    v.rank = static_cast<int>(t.dim());
+    for (int d = 0; d < v.rank; ++d) {
+        v.shape[d] = t.size(d);
+        v.strides[d] = t.stride(d);
+    }
+    return v;
+}
+
+opennsa::TensorView optional_view(const Optional<at::Tensor>& t, const char* name) {
+    if (!t.has_value() || !t->defined()) return {};
+    return view_of(*t, name);
+}
+
+std::optional<std::vector<std::int64_t>> to_vector(at::OptionalIntArrayRef a) {
+    if (!a.has_value()) return std::nullopt;
+    return std::vector<std::int64_t>(a->begin(), a->end());
+}
+
+void rethrow_library_error(const opennsa::Error& e) {
+    if (e.code() == opennsa::ErrorCode::internal) TORCH_CHECK(false, "opennsa: ", e.what());
+    TORCH_CHECK_VALUE(false, e.what());
+}
+
+void require_rank(const at::Tensor& t, int rank, const char* name, const char* layout) {
+    TORCH_CHECK_VALUE(t.dim() == rank, "opennsa: ", name, " has shape ", t.sizes(), "; expected rank ", rank, " (",
+                      layout, ")");
+}
+
+}  // namespace opennsa_torch
+
+namespace {
+
+void set_num_threads(int64_t n) { opennsa::set_num_threads(static_cast<int>(n)); }
+int64_t get_num_threads() { return opennsa::num_threads(); }
+std::string library_version() { return opennsa::version(); }
+
+}  // namespace
+
+// The library's own definitions; each operator file adds its schemas with TORCH_LIBRARY_FRAGMENT.
+TORCH_LIBRARY(opennsa, m) {
+    // Thread count of the library's own pool (results are identical for every count).
+    m.def("set_num_threads(int n) -> ()", &set_num_threads);
+    m.def("get_num_threads() -> int", &get_num_threads);
+    m.def("version() -> str", &library_version);
+}
