@@ -4,6 +4,7 @@
 #include "aclnn/aclnn_base.h"
 #include "aclnnop/aclnn_nsa_selected_attention.h"
 #include "aclnnop/aclnn_nsa_selected_attention_grad.h"
+#include "aclnnop/aclnn_nsa_compress_attention.h"
 
 int capi_c_header_check(void);
 
