@@ -14,6 +14,7 @@
 #include "core/workspace.hpp"
 #include "kernels/pack.hpp"
 #include "kernels/portable.hpp"
+#include "ops/compress_attention/avx2.hpp"
 #include "ops/compress_attention/passes.hpp"
 #include "ops/compress_attention/scores.hpp"
 
@@ -157,13 +158,26 @@ void generic_forward(const Problem& p, std::span<std::byte> workspace) {
     with_storage_type(p.dtype, [&](auto* tag) { forward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
 
+#if defined(__x86_64__)
+namespace {
+// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
+bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
+}  // namespace
+#endif
+
 std::size_t forward_workspace(const Problem& p, KernelPath path) {
+#if defined(__x86_64__)
+    if (use_avx2(p, path)) return avx2::forward_workspace(p);
+#endif
     (void)path;
     return generic_forward_workspace(p);
 }
 
 void run_forward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
     write_padding_rows(p);
+#if defined(__x86_64__)
+    if (use_avx2(p, path)) return avx2::run_forward(p, workspace);
+#endif
     (void)path;
     generic_forward(p, workspace);
 }

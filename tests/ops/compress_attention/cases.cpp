@@ -48,7 +48,7 @@ std::string CompressCase::describe() const {
     s << "] pad_q=" << pad_q << " pad_kv=" << pad_kv << " varlen=" << varlen << " sparse_mode=" << sparse_mode
       << " atten_mask=" << atten_mask << " nsa_causal_mask=" << nsa_causal_mask << " forced=" << forced
       << " transposed=" << transposed << " mask_layout=" << mask_layout << " token_major=" << token_major
-      << " identical_keys=" << identical_keys << " nan_query_row=" << nan_query_row << " nan_key_row=" << nan_key_row
+      << " identical_keys=" << identical_keys << " nan_query_row=" << nan_query_row << " nan_key_row=" << nan_key_row << " inf_value_row=" << inf_value_row
       << " seed=" << seed;
     return s.str();
 }
@@ -179,6 +179,7 @@ CompressTensors::CompressTensors(const CompressCase& cs) : c(cs) {
     }
     if (c.nan_query_row >= 0) q.set(c.nan_query_row, 0, c.Dk / 2, std::numeric_limits<double>::quiet_NaN());
     if (c.nan_key_row >= 0) k.set(c.nan_key_row, 0, c.Dk - 1, std::numeric_limits<double>::quiet_NaN());
+    if (c.inf_value_row >= 0) v.set(c.inf_value_row, 0, 0, std::numeric_limits<double>::infinity());
 
     // Masks cover [maxS1, maxC] (resp. [maxS1, maxNS]), sometimes with a row or column more.
     const DType mask_dtype = (c.seed & 1) ? DType::boolean : DType::u8;
@@ -271,10 +272,11 @@ void CompressTensors::set_forward_from_reference() {
     if (got.size() != ref.size()) return ::testing::AssertionFailure() << what << ": size differs";
     std::vector<double> g, r;
     for (std::size_t x = 0; x < got.size(); ++x) {
-        if (std::isnan(ref[x]) != std::isnan(got[x]))
+        const bool same_special = std::isnan(ref[x]) ? std::isnan(got[x]) : got[x] == ref[x];
+        if ((!std::isfinite(ref[x]) || !std::isfinite(got[x])) && !same_special)
             return ::testing::AssertionFailure() << what << "[" << x << "]: got " << got[x] << ", reference " << ref[x]
-                                                 << " (NaN patterns differ)";
-        if (!std::isnan(ref[x])) {
+                                                 << " (NaN / inf patterns differ)";
+        if (std::isfinite(ref[x])) {
             g.push_back(got[x]);
             r.push_back(ref[x]);
         }

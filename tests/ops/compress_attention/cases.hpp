@@ -31,6 +31,7 @@ struct CompressCase {
     bool identical_keys = false;         // all keys of a (batch, kv head) equal: exact score ties
     std::int64_t nan_query_row = -1;     // query token whose head 0 gets a NaN
     std::int64_t nan_key_row = -1;       // compressed row whose kv head 0 gets a NaN
+    std::int64_t inf_value_row = -1;     // compressed row whose kv head 0 value gets an inf
     std::uint64_t seed = 1;
 
     std::int64_t T1() const;
@@ -76,7 +77,7 @@ struct CompressTensors {
     ::testing::AssertionResult topk_fully_written() const;
 };
 
-// attention_out and the gradients: NaN exactly where the reference is NaN, the rest close().
+// attention_out and the gradients: NaN and inf exactly where the reference has them, the rest close().
 ::testing::AssertionResult close_with_nan(const std::vector<double>& got, const std::vector<double>& ref, double tol,
                                           const char* what);
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "kernels/dispatch.hpp"
+#include "ops/compress_attention/avx2.hpp"
 #include "ops/compress_attention/cases.hpp"
 
 using namespace nsa_test;
@@ -68,3 +69,23 @@ TEST(CompressDeterminism, SameBitsAcrossRunsAndThreadCounts) {
     ::unsetenv("OPENNSA_KERNEL");
     opennsa::set_num_threads(0);
 }
+
+#if defined(__x86_64__)
+TEST(CompressDeterminism, BackwardSameBitsForAnyChunkSize) {
+    // The AVX2 backward hands P and dS over in chunks of query tiles; a budget of a few KiB makes
+    // every tile its own chunk (and splits batches across chunks).
+    if (!opennsa::detail::cpu_has_avx2()) GTEST_SKIP() << "this CPU has no AVX2 + FMA";
+    ::setenv("OPENNSA_KERNEL", "avx2", 1);
+    for (std::int64_t mode : {1, 2}) {
+        const CompressCase c = determinism_case(opennsa::DType::bf16, mode);
+        const Outputs whole = run(c, 2);
+        for (std::int64_t bytes : {1, 40000, 400000}) {
+            ca::avx2::set_chunk_bytes_for_testing(bytes);
+            EXPECT_TRUE(run(c, 3) == whole) << "chunk budget " << bytes << " " << c.describe();
+        }
+        ca::avx2::set_chunk_bytes_for_testing(0);
+    }
+    ::unsetenv("OPENNSA_KERNEL");
+    opennsa::set_num_threads(0);
+}
+#endif

@@ -202,6 +202,9 @@ TEST_P(CompressAttentionPaths, NaNInAQueryRowAndInAKeyRow) {
         check_both(c);
         c.atten_mask = mode == 1;  // masked away for some rows
         check_both(c);
+        c.nan_key_row = -1;
+        c.inf_value_row = 12;  // an inf value only the rows that see it may meet
+        check_both(c);
     }
 }
 

@@ -1,0 +1,57 @@
+// Pieces both AVX2 passes of the compress attention use. Included by avx2_*.cpp only, after
+// kernels/avx2/core.hpp (whose rules it follows: NSA_AVX2 functions in an internal namespace).
+#pragma once
+
+#if defined(__x86_64__)
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "kernels/avx2/core.hpp"
+
+namespace opennsa::detail::compress_attention::avx2 {
+namespace {
+
+using namespace opennsa::detail::avx2;
+
+// 8 visibility bytes (0 / 1) as a lane mask.
+NSA_AVX2 inline __m256 lanes_of(const std::uint8_t* vis) {
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(vis)));
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(w, _mm256_setzero_si256()));
+}
+
+// Rows [r0, r1) of a 3-D view of storage S (all N heads, D wide) hold only finite values. r: Dp
+// floats of scratch.
+template <class S>
+NSA_AVX2 bool block_finite(const TensorView& t, std::int64_t r0, std::int64_t r1, std::int64_t N, std::int64_t D,
+                           std::int64_t Dp, float* r) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+    __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (std::int64_t row = r0; row < r1; ++row)
+        for (std::int64_t n = 0; n < N; ++n) {
+            load_row_padded<S>(t, row, n, r, D, Dp);  // |x| < inf is false for inf and NaN
+            for (std::int64_t d0 = 0; d0 < Dp; d0 += kLanes)
+                ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(r + d0), abs), inf, _CMP_LT_OQ));
+        }
+    return _mm256_movemask_ps(ok) == 0xff;
+}
+
+// Every element of rows [0, rows) of a 3-D view of storage S is finite.
+template <class S>
+bool rows_finite(const TensorView& t, std::int64_t rows, std::int64_t N, std::int64_t D, int threads) {
+    constexpr std::int64_t kRows = 64;
+    const std::int64_t tasks = (rows + kRows - 1) / kRows, Dp = padded(D);
+    std::vector<float> buf(static_cast<std::size_t>(checked_product({threads, Dp}, "the check scratch")));
+    std::vector<char> bad(static_cast<std::size_t>(tasks), 0);
+    parallel_for(tasks, threads, [&](std::int64_t task, int worker) {
+        float* r = buf.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(Dp);
+        bad[static_cast<std::size_t>(task)] = !block_finite<S>(t, task * kRows, std::min((task + 1) * kRows, rows), N, D, Dp, r);
+    });
+    return std::none_of(bad.begin(), bad.end(), [](char x) { return x != 0; });
+}
+
+}  // namespace
+}  // namespace opennsa::detail::compress_attention::avx2
+
+#endif  // __x86_64__
