@@ -275,24 +275,43 @@ NSA_AVX2 void query_step(const Problem& p, const BackwardLayout& l, const Backwa
     }
 }
 
-// Phase B for one (segment, keys [j0, j0 + kKeyTile), kv head).
+// Rows of P (or dS) [r0, r1) x keys [j0, j0 + keys) of a segment (row length ld) transposed
+// into out[key][r - r0] (row length ldo), so the microkernel reads them as a contiguous A.
+NSA_AVX2 void transpose_block(const float* src, std::int64_t ld, std::int64_t rows, std::int64_t keys, float* out,
+                              std::int64_t ldo) {
+    const std::int64_t full = rows / kLanes * kLanes;
+    for (std::int64_t r = 0; r < full; r += kLanes)
+        for (std::int64_t c = 0; c < keys; c += kLanes) transpose8x8(src + r * ld + c, ld, out + c * ldo + r, ldo);
+    for (std::int64_t r = full; r < rows; ++r)  // the tail, one row at a time
+        for (std::int64_t c = 0; c < keys; ++c) out[c * ldo + r] = src[r * ld + c];
+}
+
+// Phase B for one (segment, keys [j0, j0 + kKeyTile), kv head), kRowBlock rows at a time: the
+// block's P and dS transposed into pt / dst ([kKeyTile][kRowBlock] scratch), then dV += P^T dO
+// and dK += dS^T Q. Splitting the rows keeps every term's order, so the sums do not change.
 NSA_AVX2 void key_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, const Segment& seg,
-                       std::int64_t j0, std::int64_t n2) {
+                       std::int64_t j0, std::int64_t n2, float* pt, float* dst) {
     const std::int64_t keys = std::min(kKeyTile, seg.nv - j0);
     // The segment's first tile that can see j0 (bounds grow along a batch): its rows and the rest.
     std::int64_t first = seg.tile0;
     while (first < seg.tile1 && l.tile_nv[static_cast<std::size_t>(first)] <= j0) ++first;
     if (first == seg.tile1) return;
     const std::int64_t row_first = (l.tiles[static_cast<std::size_t>(first)].t0 - seg.tok0) * p.G;
-    const std::int64_t rows = seg.tokens * p.G - row_first;
-    const std::int64_t base = n2 * seg.tokens * p.G + row_first;  // row in the segment
+    const std::int64_t base = n2 * seg.tokens * p.G;  // the head's first row in the segment
     const std::int64_t key0 = n2 * l.keys + p.batches.kv[seg.batch] + j0;
-    gemm_tiles(keys, l.Dvp, rows, StridedA{ws.P.data() + seg.p_off + base * seg.ld + j0, 1, seg.ld},
-               StridedB{ws.dO.data() + (seg.q_off + base) * l.Dvp, l.Dvp}, StridedC{ws.dv.data() + key0 * l.Dvp, l.Dvp},
-               true);
-    gemm_tiles(keys, l.Dkp, rows, StridedA{ws.dS.data() + seg.p_off + base * seg.ld + j0, 1, seg.ld},
-               StridedB{ws.q.data() + (seg.q_off + base) * l.Dkp, l.Dkp}, StridedC{ws.dk.data() + key0 * l.Dkp, l.Dkp},
-               true);
+    // Transposing whole 8-key groups reads up to 7 columns past `keys`, inside the row (ld is a
+    // multiple of kKeyTile); their rows of pt / dst are never used.
+    const std::int64_t keys8 = padded(keys);
+    for (std::int64_t r0 = row_first; r0 < seg.tokens * p.G; r0 += kRowBlock) {
+        const std::int64_t rows = std::min(kRowBlock, seg.tokens * p.G - r0);
+        const std::int64_t at = seg.p_off + (base + r0) * seg.ld + j0;
+        transpose_block(ws.P.data() + at, seg.ld, rows, keys8, pt, kRowBlock);
+        transpose_block(ws.dS.data() + at, seg.ld, rows, keys8, dst, kRowBlock);
+        gemm_tiles(keys, l.Dvp, rows, StridedA{pt, kRowBlock, 1}, StridedB{ws.dO.data() + (seg.q_off + base + r0) * l.Dvp, l.Dvp},
+                   StridedC{ws.dv.data() + key0 * l.Dvp, l.Dvp}, true);
+        gemm_tiles(keys, l.Dkp, rows, StridedA{dst, kRowBlock, 1}, StridedB{ws.q.data() + (seg.q_off + base + r0) * l.Dkp, l.Dkp},
+                   StridedC{ws.dk.data() + key0 * l.Dkp, l.Dkp}, true);
+    }
 }
 
 template <class S>
@@ -325,6 +344,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
         return TileScratch{f, f + l.Dvp, stats.data() + wk * static_cast<std::size_t>(l.max_rows),
                            vis.data() + wk * (vis.size() / tw), counts.data() + wk * static_cast<std::size_t>(l.tile_tokens)};
     };
+    std::vector<float> transposed(tw * 2 * kKeyTile * kRowBlock);
     std::vector<std::pair<std::int64_t, std::int64_t>> key_tasks;  // (segment, j0)
     for (const Chunk& c : l.chunks) {
         parallel_for((c.tile1 - c.tile0) * p.N2, threads, [&](std::int64_t task, int worker) {
@@ -334,9 +354,10 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
         for (std::int64_t s = c.seg0; s < c.seg1; ++s)
             for (std::int64_t j0 = 0; j0 < l.segments[static_cast<std::size_t>(s)].nv; j0 += kKeyTile)
                 key_tasks.emplace_back(s, j0);
-        parallel_for(static_cast<std::int64_t>(key_tasks.size()) * p.N2, threads, [&](std::int64_t task, int) {
+        parallel_for(static_cast<std::int64_t>(key_tasks.size()) * p.N2, threads, [&](std::int64_t task, int worker) {
             const auto [s, j0] = key_tasks[static_cast<std::size_t>(task / p.N2)];
-            key_step(p, l, ws, l.segments[static_cast<std::size_t>(s)], j0, task % p.N2);
+            float* pt = transposed.data() + static_cast<std::size_t>(worker) * 2 * kKeyTile * kRowBlock;
+            key_step(p, l, ws, l.segments[static_cast<std::size_t>(s)], j0, task % p.N2, pt, pt + kKeyTile * kRowBlock);
         });
     }
     for (std::int64_t t = valid; t < p.T1; ++t)  // padding rows
