@@ -17,7 +17,7 @@
 namespace opennsa::detail::compress_attention::avx2 {
 
 // Task sizes, fixed by the problem alone (never by the thread count).
-inline constexpr std::int64_t kRowTarget = 64;                     // rows (token x head) per forward / dQ tile
+inline constexpr std::int64_t kRowTarget = 96;                     // rows (token x head) per forward / dQ tile (16 microkernel tiles)
 inline constexpr std::int64_t kTileScoreBytes = std::int64_t{1} << 20;  // bound on a forward tile's fp32 scores
 inline constexpr std::int64_t kKeyTile = 48;                       // compressed keys per dK/dV task (8 microkernel tiles)
 inline constexpr std::int64_t kRowBlock = 256;                     // rows per dK/dV matmul (its A and B stay in L1 / L2)

@@ -27,13 +27,22 @@ struct ScoreWindow {
 
 // score[J] = sum_t w(t) * psum[(J + 1)*m - t] for J < ns; psum points at position 0 of a buffer
 // laid out as ScoreWindow says. w is the stencil of problem.hpp, weights[t] for t < m + n - 1.
+// Each block sums its taps in ascending t; blocks are done kGroup at a time so that their sums
+// are independent chains (the same values as one block after the other).
 template <class A>
 inline void block_scores(const Problem& p, const A* weights, const A* psum, std::int64_t ns, A* score) noexcept {
-    const std::int64_t taps = p.m + p.n - 1;
-    for (std::int64_t J = 0; J < ns; ++J) {
-        const A* top = psum + (J + 1) * p.m;
+    constexpr std::int64_t kGroup = 8;
+    const std::int64_t taps = p.m + p.n - 1, m = p.m;
+    std::int64_t J0 = 0;
+    for (; J0 + kGroup <= ns; J0 += kGroup) {
+        A acc[kGroup] = {};
+        for (std::int64_t t = 0; t < taps; ++t)
+            for (std::int64_t g = 0; g < kGroup; ++g) acc[g] += weights[t] * psum[(J0 + g + 1) * m - t];
+        for (std::int64_t g = 0; g < kGroup; ++g) score[J0 + g] = acc[g];
+    }
+    for (std::int64_t J = J0; J < ns; ++J) {
         A acc = 0;
-        for (std::int64_t t = 0; t < taps; ++t) acc += weights[t] * top[-t];
+        for (std::int64_t t = 0; t < taps; ++t) acc += weights[t] * psum[(J + 1) * m - t];
         score[J] = acc;
     }
 }
