@@ -21,9 +21,9 @@ inline constexpr std::int64_t kRowTarget = 96;                     // rows (toke
 inline constexpr std::int64_t kTileScoreBytes = std::int64_t{1} << 20;  // bound on a forward tile's fp32 scores
 inline constexpr std::int64_t kKeyTile = 48;                       // compressed keys per dK/dV task (8 microkernel tiles)
 inline constexpr std::int64_t kRowBlock = 256;                     // rows per dK/dV matmul (its A and B stay in L1 / L2)
-// The backward keeps the probabilities and dS of a chunk of query tiles (all kv heads); a chunk
-// holds at most this much of them, or one tile when a tile alone is larger.
-inline constexpr std::int64_t kChunkBytes = std::int64_t{16} << 20;
+// The backward keeps the probabilities and dS of a chunk of query tiles (all kv heads), two chunks
+// at a time; a chunk holds at most this much of them, or one tile when a tile alone is larger.
+inline constexpr std::int64_t kChunkBytes = std::int64_t{8} << 20;
 
 std::size_t forward_workspace(const Problem& p);
 void run_forward(const Problem& p, std::span<std::byte> workspace);

@@ -131,12 +131,17 @@ struct RowStats {
     bool live;  // the row contributes: it sees something and its stored sum is not 0
 };
 
+// What a chunk hands from its query-tile tasks to its key-tile tasks.
+struct ChunkBuffers {
+    std::span<float> P, dS;  // [p_floats]
+    std::span<float> q, dO;  // rows [q_rows][Dkp | Dvp]
+};
+
 struct BackwardWs {
-    std::span<float> kt, vt;    // [N2][Dkp | Dvp][ldk] transposed panels
-    std::span<float> krows;     // [N2][keys][Dkp]
-    std::span<float> dk, dv;    // accumulators [N2][keys][Dkp | Dvp]
-    std::span<float> P, dS;     // chunk [p_floats]
-    std::span<float> q, dO;     // chunk rows [q_rows][Dkp | Dvp]
+    std::span<float> kt, vt;  // [N2][Dkp | Dvp][ldk] transposed panels
+    std::span<float> krows;   // [N2][keys][Dkp]
+    std::span<float> dk, dv;  // accumulators [N2][keys][Dkp | Dvp]
+    ChunkBuffers chunk[2];    // chunk c uses chunk[c % 2]: the key tasks of c run with the query tasks of c + 1
 };
 
 BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) {
@@ -146,10 +151,12 @@ BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) 
     w.krows = c.take<float>({p.N2, l.keys, l.Dkp});
     w.dk = c.take<float>({p.N2, l.keys, l.Dkp});
     w.dv = c.take<float>({p.N2, l.keys, l.Dvp});
-    w.P = c.take<float>(l.p_floats);
-    w.dS = c.take<float>(l.p_floats);
-    w.q = c.take<float>({l.q_rows, l.Dkp});
-    w.dO = c.take<float>({l.q_rows, l.Dvp});
+    for (ChunkBuffers& b : w.chunk) {
+        b.P = c.take<float>(l.p_floats);
+        b.dS = c.take<float>(l.p_floats);
+        b.q = c.take<float>({l.q_rows, l.Dkp});
+        b.dO = c.take<float>({l.q_rows, l.Dvp});
+    }
     return w;
 }
 
@@ -217,8 +224,8 @@ struct TileScratch {
 
 // Phase A for one (query tile, kv head).
 template <class S>
-NSA_AVX2 void query_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t tile_index,
-                         std::int64_t n2, const TileScratch& w) {
+NSA_AVX2 void query_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, const ChunkBuffers& cb,
+                         std::int64_t tile_index, std::int64_t n2, const TileScratch& w) {
     const QueryTile& tile = l.tiles[static_cast<std::size_t>(tile_index)];
     const Segment& seg = l.segments[static_cast<std::size_t>(l.tile_segment[static_cast<std::size_t>(tile_index)])];
     const std::int64_t b = tile.batch, qs = p.batches.q[b], C = p.batches.key_count(b), kv0 = p.batches.kv[b];
@@ -226,10 +233,10 @@ NSA_AVX2 void query_step(const Problem& p, const BackwardLayout& l, const Backwa
     const std::int64_t nv = l.tile_nv[static_cast<std::size_t>(tile_index)], np = padded(nv);
     const std::int64_t width = std::min(seg.ld, round_up(nv, kKeyTile));  // what the key tasks may read
     const std::int64_t row0 = n2 * seg.tokens * p.G + (tile.t0 - seg.tok0) * p.G;  // in the segment
-    float* P = ws.P.data() + seg.p_off + row0 * seg.ld;
-    float* dS = ws.dS.data() + seg.p_off + row0 * seg.ld;
-    float* q = ws.q.data() + (seg.q_off + row0) * l.Dkp;
-    float* dO = ws.dO.data() + (seg.q_off + row0) * l.Dvp;
+    float* P = cb.P.data() + seg.p_off + row0 * seg.ld;
+    float* dS = cb.dS.data() + seg.p_off + row0 * seg.ld;
+    float* q = cb.q.data() + (seg.q_off + row0) * l.Dkp;
+    float* dO = cb.dO.data() + (seg.q_off + row0) * l.Dvp;
     for (std::int64_t x = 0; x < tokens; ++x) {
         const std::int64_t i = tile.t0 + x - qs, bound = p.visible_bound(i, C);
         std::uint8_t* vis = w.vis + x * l.max_np;
@@ -289,8 +296,8 @@ NSA_AVX2 void transpose_block(const float* src, std::int64_t ld, std::int64_t ro
 // Phase B for one (segment, keys [j0, j0 + kKeyTile), kv head), kRowBlock rows at a time: the
 // block's P and dS transposed into pt / dst ([kKeyTile][kRowBlock] scratch), then dV += P^T dO
 // and dK += dS^T Q. Splitting the rows keeps every term's order, so the sums do not change.
-NSA_AVX2 void key_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, const Segment& seg,
-                       std::int64_t j0, std::int64_t n2, float* pt, float* dst) {
+NSA_AVX2 void key_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, const ChunkBuffers& cb,
+                       const Segment& seg, std::int64_t j0, std::int64_t n2, float* pt, float* dst) {
     const std::int64_t keys = std::min(kKeyTile, seg.nv - j0);
     // The segment's first tile that can see j0 (bounds grow along a batch): its rows and the rest.
     std::int64_t first = seg.tile0;
@@ -305,11 +312,11 @@ NSA_AVX2 void key_step(const Problem& p, const BackwardLayout& l, const Backward
     for (std::int64_t r0 = row_first; r0 < seg.tokens * p.G; r0 += kRowBlock) {
         const std::int64_t rows = std::min(kRowBlock, seg.tokens * p.G - r0);
         const std::int64_t at = seg.p_off + (base + r0) * seg.ld + j0;
-        transpose_block(ws.P.data() + at, seg.ld, rows, keys8, pt, kRowBlock);
-        transpose_block(ws.dS.data() + at, seg.ld, rows, keys8, dst, kRowBlock);
-        gemm_tiles(keys, l.Dvp, rows, StridedA{pt, kRowBlock, 1}, StridedB{ws.dO.data() + (seg.q_off + base + r0) * l.Dvp, l.Dvp},
+        transpose_block(cb.P.data() + at, seg.ld, rows, keys8, pt, kRowBlock);
+        transpose_block(cb.dS.data() + at, seg.ld, rows, keys8, dst, kRowBlock);
+        gemm_tiles(keys, l.Dvp, rows, StridedA{pt, kRowBlock, 1}, StridedB{cb.dO.data() + (seg.q_off + base + r0) * l.Dvp, l.Dvp},
                    StridedC{ws.dv.data() + key0 * l.Dvp, l.Dvp}, true);
-        gemm_tiles(keys, l.Dkp, rows, StridedA{dst, kRowBlock, 1}, StridedB{ws.q.data() + (seg.q_off + base + r0) * l.Dkp, l.Dkp},
+        gemm_tiles(keys, l.Dkp, rows, StridedA{dst, kRowBlock, 1}, StridedB{cb.q.data() + (seg.q_off + base + r0) * l.Dkp, l.Dkp},
                    StridedC{ws.dk.data() + key0 * l.Dkp, l.Dkp}, true);
     }
 }
@@ -345,20 +352,31 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                            vis.data() + wk * (vis.size() / tw), counts.data() + wk * static_cast<std::size_t>(l.tile_tokens)};
     };
     std::vector<float> transposed(tw * 2 * kKeyTile * kRowBlock);
-    std::vector<std::pair<std::int64_t, std::int64_t>> key_tasks;  // (segment, j0)
-    for (const Chunk& c : l.chunks) {
-        parallel_for((c.tile1 - c.tile0) * p.N2, threads, [&](std::int64_t task, int worker) {
-            query_step<S>(p, l, ws, c.tile0 + task / p.N2, task % p.N2, scratch_of(worker));
+    // One job per step c: the key tasks of chunk c - 1 and the query tasks of chunk c, on the two
+    // buffers in turn (one barrier per chunk; the key tasks of a chunk run after all its query tasks).
+    std::vector<std::pair<std::int64_t, std::int64_t>> key_tasks;  // (segment, j0) of the previous chunk
+    const std::int64_t nchunks = static_cast<std::int64_t>(l.chunks.size());
+    for (std::int64_t c = 0; c <= nchunks; ++c) {
+        const std::int64_t key_count = static_cast<std::int64_t>(key_tasks.size()) * p.N2;
+        const Chunk* now = c < nchunks ? &l.chunks[static_cast<std::size_t>(c)] : nullptr;
+        const std::int64_t query_count = now ? (now->tile1 - now->tile0) * p.N2 : 0;
+        const ChunkBuffers& previous = ws.chunk[(c + 1) % 2];
+        const ChunkBuffers& current = ws.chunk[c % 2];
+        parallel_for(key_count + query_count, threads, [&](std::int64_t task, int worker) {
+            if (task < key_count) {
+                const auto [s, j0] = key_tasks[static_cast<std::size_t>(task / p.N2)];
+                float* pt = transposed.data() + static_cast<std::size_t>(worker) * 2 * kKeyTile * kRowBlock;
+                key_step(p, l, ws, previous, l.segments[static_cast<std::size_t>(s)], j0, task % p.N2, pt,
+                         pt + kKeyTile * kRowBlock);
+                return;
+            }
+            task -= key_count;
+            query_step<S>(p, l, ws, current, now->tile0 + task / p.N2, task % p.N2, scratch_of(worker));
         });
         key_tasks.clear();
-        for (std::int64_t s = c.seg0; s < c.seg1; ++s)
+        for (std::int64_t s = now ? now->seg0 : 0; now && s < now->seg1; ++s)
             for (std::int64_t j0 = 0; j0 < l.segments[static_cast<std::size_t>(s)].nv; j0 += kKeyTile)
                 key_tasks.emplace_back(s, j0);
-        parallel_for(static_cast<std::int64_t>(key_tasks.size()) * p.N2, threads, [&](std::int64_t task, int worker) {
-            const auto [s, j0] = key_tasks[static_cast<std::size_t>(task / p.N2)];
-            float* pt = transposed.data() + static_cast<std::size_t>(worker) * 2 * kKeyTile * kRowBlock;
-            key_step(p, l, ws, l.segments[static_cast<std::size_t>(s)], j0, task % p.N2, pt, pt + kKeyTile * kRowBlock);
-        });
     }
     for (std::int64_t t = valid; t < p.T1; ++t)  // padding rows
         for (std::int64_t h = 0; h < p.N1; ++h) store_zero_row<S>(p.dq, t, h, p.Dk);
