@@ -140,15 +140,13 @@ void BM_CompressTopkSelection(benchmark::State& state) {
     p.max_c = C;
     p.max_ns = (C + p.m - 1) / p.m;
     p.sel_count = kK;
-    const ca::ScoreWindow window(p);
-    const std::vector<float> weights = ca::stencil_weights<float>(p);
     std::mt19937_64 rng(9);
     std::exponential_distribution<float> ed(1.0f);
     const std::int64_t sample = std::min<std::int64_t>(T, 512);  // distinct psum rows, reused cyclically
-    std::vector<float> psum(static_cast<std::size_t>(sample * window.size()), 0.0f);
+    std::vector<float> psum(static_cast<std::size_t>(sample * C), 0.0f);
     for (std::int64_t x = 0; x < sample; ++x) {
         const std::int64_t i = (x * T) / sample, nv = i < kL - 1 ? 0 : std::min(C, (i - (kL - 1)) / kD + 1);
-        float* row = psum.data() + x * window.size() + window.lead;
+        float* row = psum.data() + x * C;
         float total = 0;
         for (std::int64_t j = 0; j < nv; ++j) total += row[j] = ed(rng);
         for (std::int64_t j = 0; j < nv; ++j) row[j] *= 16.0f / total;  // G heads of probabilities
@@ -159,8 +157,8 @@ void BM_CompressTopkSelection(benchmark::State& state) {
     for (auto _ : state) {
         for (std::int64_t t = 0; t < T; ++t)
             for (std::int64_t n2 = 0; n2 < kN2; ++n2) {
-                const float* row = psum.data() + (t % sample) * window.size() + window.lead;
-                ca::block_scores(p, weights.data(), row, p.max_ns, score.data());
+                const float* row = psum.data() + (t % sample) * C;
+                ca::block_scores(p, row, C, p.max_ns, score.data());
                 ca::rank_blocks(score.data(), forced.data(), p.max_ns, kK, order.data(), top.data());
                 benchmark::DoNotOptimize(top.data());
             }

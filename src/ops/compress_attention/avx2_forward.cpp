@@ -81,7 +81,7 @@ struct TileScratch {
     float* s;             // [max_rows][max_np]: S, then E = exp(s - max) (0 where invisible)
     float* o;             // [max_rows][Dvp]
     float* inv;           // [max_rows] 1 / sum (0 for a row that sees nothing)
-    float* psum;          // the token's summed P, laid out as ScoreWindow says (+ kLanes slack)
+    float* psum;          // [max_np] the token's summed P per compressed position
     float* score;         // [max_ns]
     std::uint8_t* vis;    // [tile_tokens][max_np]: 1 where the token sees the position
     std::int64_t* count;  // [tile_tokens] visible positions per token
@@ -125,7 +125,7 @@ NSA_AVX2 void sum_heads(const float* e, std::int64_t lds, const float* inv, std:
 
 template <class S>
 NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const ForwardPacked& pk, std::int64_t n2,
-                           const QueryTile& tile, const ScoreWindow& window, const float* weights, const TileScratch& w) {
+                           const QueryTile& tile, const TileScratch& w) {
     const std::int64_t b = tile.batch, qs = p.batches.q[b], C = p.batches.key_count(b), kv0 = p.batches.kv[b];
     const std::int64_t ns = p.block_count(b), tokens = tile.t1 - tile.t0, rows = tokens * p.G;
     // The compressed positions some token of the tile may see: with the built-in rule the last
@@ -169,14 +169,12 @@ NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const Forwa
         for (std::int64_t r = 0; r < rows; ++r) store_zero_row<S>(p.out, tile.t0 + r / p.G, n2 * p.G + r % p.G, p.Dv);
     }
     // Scores and top-k per token.
-    float* pos0 = w.psum + window.lead;
-    std::fill(w.psum, pos0, 0.0f);
     std::int32_t* top = w.order + p.max_ns;
     for (std::int64_t x = 0; x < tokens; ++x) {
         const std::int64_t i = tile.t0 + x - qs;
-        sum_heads(w.s + x * p.G * np, np, w.inv + x * p.G, p.G, np, pos0);
-        if (np < window.span) std::fill(pos0 + np, pos0 + window.span, 0.0f);
-        block_scores(p, weights, pos0, ns, w.score);
+        sum_heads(w.s + x * p.G * np, np, w.inv + x * p.G, p.G, np, w.psum);
+        if (np < C) std::fill(w.psum + np, w.psum + C, 0.0f);  // positions past the tile's reach
+        block_scores(p, w.psum, C, ns, w.score);
         for (std::int64_t J = 0; J < ns; ++J) w.forced[J] = p.forced(i, J);
         rank_blocks(w.score, w.forced, ns, p.sel_count, w.order, top);
         for (std::int64_t s = 0; s < p.sel_count; ++s) *element<std::int32_t>(p.topk, tile.t0 + x, n2, s) = top[s];
@@ -191,8 +189,6 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const ForwardLayout l(p);
     Carver carver(workspace.data());
     const ForwardPacked pk = carve_forward(l, carver);
-    const ScoreWindow window(p);
-    const std::vector<float> weights = stencil_weights<float>(p);
     const std::vector<QueryTile> tiles = query_tiles(p, l.tile_tokens);
     // Largest tiles first, so the threads finish together (claim order only: a tile is one task).
     std::vector<std::size_t> order(tiles.size());
@@ -206,7 +202,7 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const std::int64_t floats = checked_add(
         checked_product({l.max_rows, checked_add(checked_add(l.Dkp, l.max_np, "the tile scratch"), l.Dvp + 1, "the tile scratch")},
                         "the tile scratch"),
-        window.size() + kLanes + p.max_ns, "the tile scratch");
+        l.max_np + p.max_ns, "the tile scratch");
     const std::size_t tw = static_cast<std::size_t>(threads);
     std::vector<float> scratch(tw * static_cast<std::size_t>(floats));
     std::vector<std::uint8_t> bytes(tw * static_cast<std::size_t>(checked_add(
@@ -222,7 +218,7 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
         w.o = w.s + l.max_rows * l.max_np;
         w.inv = w.o + l.max_rows * l.Dvp;
         w.psum = w.inv + l.max_rows;
-        w.score = w.psum + window.size() + kLanes;
+        w.score = w.psum + l.max_np;
         w.vis = u;
         w.forced = u + l.tile_tokens * l.max_np;
         w.count = counts.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.tile_tokens);
@@ -233,8 +229,7 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
         pack_key_panel<S>(p, l, n2, pk.kt.data(), threads);
         pack_rows<S>(p.v, l.keys, n2, p.Dv, l.Dvp, pk.v.data(), threads);
         parallel_for(static_cast<std::int64_t>(tiles.size()), threads, [&](std::int64_t task, int worker) {
-            forward_tile<S>(p, l, pk, n2, tiles[order[static_cast<std::size_t>(task)]], window, weights.data(),
-                            scratch_of(worker));
+            forward_tile<S>(p, l, pk, n2, tiles[order[static_cast<std::size_t>(task)]], scratch_of(worker));
         });
     }
 }

@@ -46,13 +46,11 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
     pack_heads<S>(p.k, keys, p.N2, p.Dk, kv.k.data(), threads);
     pack_heads<S>(p.v, keys, p.N2, p.Dv, kv.v.data(), threads);
 
-    const ScoreWindow window(p);
-    const std::vector<A> weights = stencil_weights<A>(p);
     const std::size_t tw = static_cast<std::size_t>(threads);
     // Per-thread scratch: a query row, the row's scores, an output accumulator, the token's
     // per-position probability sums, its block scores, forced flags, ranking scratch, visible positions.
     const std::int64_t row_scratch =
-        checked_add(checked_add(p.max_c, p.Dk + p.Dv, "the row scratch"), checked_add(window.size(), p.max_ns, "the row scratch"),
+        checked_add(checked_add(p.max_c, p.Dk + p.Dv, "the row scratch"), checked_add(p.max_c, p.max_ns, "the row scratch"),
                     "the row scratch");
     std::vector<A> scratch(static_cast<std::size_t>(checked_product({threads, row_scratch}, "the row scratch")));
     std::vector<std::int64_t> visible(tw * static_cast<std::size_t>(p.max_c));
@@ -69,8 +67,8 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
         A* q = scratch.data() + worker * row_scratch;
         A* s = q + p.Dk;
         A* acc = s + p.max_c;
-        A* psum = acc + p.Dv;  // window.lead zeros, then position 0
-        A* score = psum + window.size();
+        A* psum = acc + p.Dv;  // per compressed position
+        A* score = psum + p.max_c;
         std::int64_t* vis = visible.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_c);
         std::uint8_t* frc = forced.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns);
         std::int32_t* ord = order.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns + p.sel_count);
@@ -81,8 +79,7 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
             std::int64_t nvis = 0;
             for (std::int64_t j = 0; j < p.visible_bound(i, C); ++j)
                 if (!p.masked(i, j)) vis[nvis++] = kv0 + j;
-            std::fill(psum, psum + window.size(), A(0));
-            A* pos0 = psum + window.lead;
+            std::fill(psum, psum + C, A(0));
             for (std::int64_t h = n2 * p.G; h < (n2 + 1) * p.G; ++h) {
                 const auto [st, sh] = p.stat_index(b, h, i);
                 if (nvis == 0) {  // nothing visible: out = max = sum = 0, P = 0
@@ -106,13 +103,13 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
                 std::fill(acc, acc + p.Dv, A(0));
                 for (std::int64_t x = 0; x < nvis; ++x) {
                     axpy(s[x], V + vis[x] * p.Dv, acc, p.Dv);
-                    pos0[vis[x] - kv0] += s[x] * inv;
+                    psum[vis[x] - kv0] += s[x] * inv;
                 }
                 store_row<S>(p.out, t, h, acc, inv, p.Dv);
                 store_stat(p.softmax_max, st, sh, static_cast<float>(mx));
                 store_stat(p.softmax_sum, st, sh, static_cast<float>(sum));
             }
-            block_scores(p, weights.data(), pos0, ns, score);
+            block_scores(p, psum, C, ns, score);
             for (std::int64_t J = 0; J < ns; ++J) frc[J] = p.forced(i, J);
             std::int32_t* top = ord + p.max_ns;
             rank_blocks(score, frc, ns, p.sel_count, ord, top);

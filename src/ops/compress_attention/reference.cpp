@@ -104,13 +104,18 @@ ForwardResult forward(const Problem& p) {
                     r.max[idx(t * p.N1 + h)] = mx;
                     r.sum[idx(t * p.N1 + h)] = sum;
                 }
-                // score[J] = sum_t w(t) psum[(J + 1) m - t], positions outside [0, C) left out.
+                // score[J] = sum_t w(t) psum[(J + 1) m - t], positions outside [0, C) left out: a
+                // walk over the positions (t = (J + 1) m - j, in long double, exact for any int64
+                // m, so any l' works), w(t) = min(t + 1, n, m + n - 1 - t) for 0 <= t <= m + n - 2.
                 std::vector<double> score(idx(ns), 0.0);
                 std::vector<std::uint8_t> forced(idx(ns), 0);
+                const long double m = static_cast<long double>(p.m), n = static_cast<long double>(p.n);
                 for (std::int64_t J = 0; J < ns; ++J) {
-                    for (std::int64_t tap = 0; tap <= p.m + p.n - 2; ++tap) {
-                        const std::int64_t j = (J + 1) * p.m - tap;
-                        if (j >= 0 && j < C) score[idx(J)] += static_cast<double>(stencil_weight(p.m, p.n, tap)) * psum[idx(j)];
+                    for (std::int64_t j = 0; j < C; ++j) {
+                        const long double tap = static_cast<long double>(J + 1) * m - static_cast<long double>(j);
+                        if (tap < 0 || tap > m + n - 2) continue;
+                        const long double w = std::min({tap + 1, n, m + n - 1 - tap});
+                        score[idx(J)] += static_cast<double>(w) * psum[idx(j)];
                     }
                     forced[idx(J)] = p.use_topk_mask && *element<const std::uint8_t>(p.topk_mask, i, J) != 0;
                     r.score[idx((t * p.N2 + n2) * p.max_ns + J)] = score[idx(J)];

@@ -11,47 +11,42 @@
 
 namespace opennsa::detail::compress_attention {
 
-// The summed probabilities of one (token, kv head), indexed by compressed position, as the
-// stencil reads them: block J reads positions (J + 1)*m - t for t in [0, m + n - 2], that is
-// [J*m - (n - 2), (J + 1)*m]. A buffer holds lead() zeros before position 0 and is zero from C_b
-// on, so the stencil runs without bounds checks.
-struct ScoreWindow {
-    std::int64_t lead = 0;  // zeros before position 0
-    std::int64_t span = 0;  // positions [0, span) the blocks of the longest batch read
-    std::int64_t size() const noexcept { return lead + span; }
-
-    explicit ScoreWindow(const Problem& p)
-        : lead(std::max<std::int64_t>(0, p.n - 2)),
-          span(checked_add(checked_product({p.max_ns, p.m}, "the score window"), 1, "the score window")) {}
-};
-
-// score[J] = sum_t w(t) * psum[(J + 1)*m - t] for J < ns; psum points at position 0 of a buffer
-// laid out as ScoreWindow says. w is the stencil of problem.hpp, weights[t] for t < m + n - 1.
-// Each block sums its taps in ascending t; blocks are done kGroup at a time so that their sums
-// are independent chains (the same values as one block after the other).
+// score[J] = sum_t w(t) * psum[(J + 1)*m - t] over t in [0, m + n - 2] for J < ns, positions
+// outside [0, C) left out; psum holds the summed probabilities of one (token, kv head) at
+// positions [0, C). Only positions inside the batch are visited, so the work and the memory are
+// bounded by C whatever l and l' are (both may be any int64). Each block sums its taps in
+// ascending t (descending position); interior blocks (all taps inside the batch, the same weight
+// sequence) are done kGroup at a time as independent chains -- the same sums as one block after
+// the other, and dropping the outside taps drops only exact zeros.
 template <class A>
-inline void block_scores(const Problem& p, const A* weights, const A* psum, std::int64_t ns, A* score) noexcept {
+inline void block_scores(const Problem& p, const A* psum, std::int64_t C, std::int64_t ns, A* score) noexcept {
     constexpr std::int64_t kGroup = 8;
-    const std::int64_t taps = p.m + p.n - 1, m = p.m;
-    std::int64_t J0 = 0;
-    for (; J0 + kGroup <= ns; J0 += kGroup) {
-        A acc[kGroup] = {};
-        for (std::int64_t t = 0; t < taps; ++t)
-            for (std::int64_t g = 0; g < kGroup; ++g) acc[g] += weights[t] * psum[(J0 + g + 1) * m - t];
-        for (std::int64_t g = 0; g < kGroup; ++g) score[J0 + g] = acc[g];
-    }
-    for (std::int64_t J = J0; J < ns; ++J) {
+    const std::int64_t m = p.m, n = p.n;
+    // Block J's taps cover positions [J*m - (n - 2), (J + 1)*m]; the weight of position J*m + u is
+    // n - 1 + u for u <= 0 and min(n, m + 1 - u) above (w(t) with t = m - u, no overflow).
+    const auto weight = [&](std::int64_t u) { return static_cast<A>(u <= 0 ? n - 1 + u : std::min(n, m + 1 - u)); };
+    // Interior blocks: J*m >= n - 2 and (J + 1)*m <= C - 1.
+    const std::int64_t first_inner = n <= 2 ? 0 : (n - 2 + m - 1) / m;
+    const std::int64_t inner_end = C - 1 >= m ? std::min(ns, (C - 1) / m) : 0;  // J + 1 <= (C - 1) / m
+    std::int64_t J = 0;
+    const auto scalar = [&](std::int64_t b) {
+        const std::int64_t base = b * m;  // < C
+        const std::int64_t lo = std::max<std::int64_t>(0, base - (n - 2));
+        const std::int64_t hi = m > C - 1 - base ? C - 1 : base + m;
         A acc = 0;
-        for (std::int64_t t = 0; t < taps; ++t) acc += weights[t] * psum[(J + 1) * m - t];
-        score[J] = acc;
+        for (std::int64_t j = hi; j >= lo; --j) acc += weight(j - base) * psum[j];
+        score[b] = acc;
+    };
+    for (; J < std::min(first_inner, ns); ++J) scalar(J);
+    for (; J + kGroup <= inner_end; J += kGroup) {
+        A acc[kGroup] = {};
+        for (std::int64_t u = m; u >= -(n - 2); --u) {
+            const A w = weight(u);
+            for (std::int64_t g = 0; g < kGroup; ++g) acc[g] += w * psum[(J + g) * m + u];
+        }
+        for (std::int64_t g = 0; g < kGroup; ++g) score[J + g] = acc[g];
     }
-}
-
-template <class A>
-std::vector<A> stencil_weights(const Problem& p) {
-    std::vector<A> w(static_cast<std::size_t>(p.m + p.n - 1));
-    for (std::int64_t t = 0; t < p.m + p.n - 1; ++t) w[static_cast<std::size_t>(t)] = static_cast<A>(stencil_weight(p.m, p.n, t));
-    return w;
+    for (; J < ns; ++J) scalar(J);
 }
 
 // The ranking rule: forced blocks first (ascending index), then NaN scores (ascending index), then

@@ -243,6 +243,30 @@ TEST_P(CompressAttentionPaths, ShapesOfTheNsaLayer) {
     }
 }
 
+TEST_P(CompressAttentionPaths, HugeBlockSizesAreCheap) {
+    // Any int64 l, d, l' obeying the rules: nothing is sized or looped by them (m = 2^50 here, and
+    // l = 2^60 with the built-in rule, where no position sees anything).
+    const std::int64_t shapes[][3] = {{3, 1, std::int64_t{1} << 50}, {std::int64_t{1} << 60, std::int64_t{1} << 59, std::int64_t{1} << 61},
+                                      {5, 2, (std::int64_t{1} << 62) - 2}};
+    for (const auto& s : shapes)
+        for (std::int64_t mode : {1, 2}) {
+            CompressCase c = base(14);
+            c.l = s[0];
+            c.d = s[1];
+            c.sel = s[2];
+            c.k = 2;
+            c.q_lens = {40, 9};
+            c.c_lens = {23, 5};
+            c.varlen = true;
+            c.sparse_mode = mode;
+            c.forced = 0.3;
+            CompressTensors t(c);
+            EXPECT_LT(opennsa::compress_attention_workspace_bytes(t.forward_args(), t.params), std::size_t{1} << 24);
+            EXPECT_LT(opennsa::compress_attention_backward_workspace_bytes(t.backward_args(), t.params), std::size_t{1} << 26);
+            check_both(c);
+        }
+}
+
 TEST_P(CompressAttentionPaths, ModeTwoReadsNoMaskAndEqualsTheCausalMask) {
     CompressCase c = base(11);
     c.q_lens = {50, 37};
