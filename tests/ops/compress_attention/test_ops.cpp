@@ -56,8 +56,9 @@ std::string param_name(const ::testing::TestParamInfo<PathParam>& info) {
     return std::string(info.param.path) + "_" + opennsa::dtype_name(info.param.dtype);
 }
 
-// Every test runs once per compute path and dtype. The edge cases (small) are CompressAttentionPaths,
-// which CI also runs under ThreadSanitizer; the random sweep is CompressAttentionSweep.
+// Every test runs once per compute path and dtype: the random sweep (CompressAttentionSweep) and
+// the edge cases (CompressAttentionPaths). Both are instantiated as AllPaths/..., so CI also runs
+// them under ThreadSanitizer (its filter matches "Paths"); they are small enough for it.
 class CompressAttentionOps : public ::testing::TestWithParam<PathParam> {
 protected:
     void SetUp() override {
