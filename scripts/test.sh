@@ -92,7 +92,7 @@ if [ "$skip_aarch64" != "1" ]; then
   # stage is x86-64 only.)
   start=$SECONDS
   if build_suite "aarch64" build-aarch64 -DCMAKE_BUILD_TYPE=Release \
-       -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake; then
+       -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/toolchains/aarch64-linux-gnu.cmake"; then
     for cpu in cortex-a53 max,sve512=on,sve-default-vector-length=64; do
       OPENNSA_QEMU_CPU=$cpu test_suite "aarch64 (qemu -cpu $cpu)" build-aarch64 ""
     done
