@@ -19,7 +19,7 @@ bool detect_avx2_fma_f16c() noexcept {
     const unsigned leaf1 = bit_AVX | bit_FMA | bit_F16C | bit_OSXSAVE;
     if ((ecx & leaf1) != leaf1) return false;
     // The CPU having AVX is not enough: the OS must have enabled the SSE and AVX register state
-    // (XCR0 bits 1 and 2, which it then saves on context switches); otherwise AVX instructions fault.
+    // (XCR0 bits 1 and 2; it then saves them on context switches), or AVX instructions fault.
     unsigned xcr0_lo = 0, xcr0_hi = 0;
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
     (void)xcr0_hi;
