@@ -1,7 +1,9 @@
 # The install test (cmake -P): install the build tree into a fresh prefix, then build and run
 # consumers against it: a CMake project (find_package, shared and static, C and C++), and plain
 # compiler command lines from `pkg-config --cflags --libs opennsa` (the consumer and the backward
-# example). Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, CXX, CC, EXTRA_FLAGS (sanitizers).
+# example). Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, CXX, CC, EXTRA_FLAGS (sanitizers),
+# and for a cross build TOOLCHAIN_FILE and EMULATOR (the command that runs a target program, its
+# words separated by '|'; empty when the consumers run directly).
 cmake_minimum_required(VERSION 3.20)
 
 function(run)
@@ -11,6 +13,12 @@ function(run)
     message(FATAL_ERROR "failed (${rc}): ${ARGN}")
   endif()
 endfunction()
+
+string(REPLACE "|" ";" emulator "${EMULATOR}")
+set(toolchain_arg "")
+if(TOOLCHAIN_FILE)
+  set(toolchain_arg -DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE})
+endif()
 
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
@@ -25,11 +33,11 @@ endforeach()
 
 # find_package.
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/capi/consumer -B ${WORK_DIR}/cmake -G ${GENERATOR}
-    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${CC} -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_PREFIX_PATH=${prefix} ${toolchain_arg} -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_C_COMPILER=${CC} -DCMAKE_BUILD_TYPE=Release
     "-DCMAKE_CXX_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake)
 foreach(exe consumer consumer_static consumer_c)
-  run(${WORK_DIR}/cmake/${exe})
+  run(${emulator} ${WORK_DIR}/cmake/${exe})
 endforeach()
 
 # pkg-config and plain command lines.
@@ -45,5 +53,5 @@ foreach(pair "consumer_pc;tests/capi/consumer/main.cpp" "grad_example_pc;example
   list(GET pair 0 exe)
   list(GET pair 1 src)
   run(${CXX} -std=c++20 ${extra} ${SOURCE_DIR}/${src} ${pc} -Wl,-rpath,${prefix}/lib -o ${WORK_DIR}/${exe})
-  run(${WORK_DIR}/${exe})
+  run(${emulator} ${WORK_DIR}/${exe})
 endforeach()
