@@ -1,5 +1,5 @@
-// The host "device": process state, streams and the memory registry shared by src/runtime and
-// src/aclnn.
+// The host "device": process state, streams, contexts and the memory registry shared by src/runtime
+// and src/aclnn.
 #pragma once
 
 #include <memory>
@@ -19,5 +19,14 @@ struct Stream {
 // The live stream behind a handle (the default stream for nullptr), or nullptr when the handle is
 // not a live stream. The shared_ptr keeps it alive while work runs even if it is destroyed.
 std::shared_ptr<Stream> find_stream(aclrtStream handle);
+
+// Process state (stream.cpp): aclInit called and not finalized; aclrtSetDevice(0) calls not yet
+// reset (the device's default context exists only while this holds).
+bool runtime_initialized();
+bool device_open();
+
+// context.cpp: aclrtSetDevice makes the default context current on its thread when the thread has
+// no usable context.
+void adopt_default_context() noexcept;
 
 }  // namespace opennsa::capi
