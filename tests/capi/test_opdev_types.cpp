@@ -26,7 +26,6 @@ template <class H>
 struct Fmt;
 template <>
 struct Fmt<op::fp16_t> {
-    static constexpr int kMan = 10;
     static constexpr std::uint16_t kMaxFinite = 0x7BFF, kInf = 0x7C00;
     static constexpr long double kOverflowAt = 65520.0L;  // max finite + half an ulp
     static std::uint16_t lib_round(float f) { return lib::f32_to_f16(f); }
@@ -35,7 +34,6 @@ struct Fmt<op::fp16_t> {
 };
 template <>
 struct Fmt<op::bfloat16> {
-    static constexpr int kMan = 7;
     static constexpr std::uint16_t kMaxFinite = 0x7F7F, kInf = 0x7F80;
     static constexpr long double kOverflowAt = 0x1.ffp127L;
     static std::uint16_t lib_round(float f) { return lib::f32_to_bf16(f); }
