@@ -33,10 +33,14 @@ protected:
 };
 
 TEST_F(CapiContextInit, NoCurrentContextUntilOneIsMade) {
-    aclrtContext c = untouched_marker();
-    EXPECT_EQ(current(&c), ACL_ERROR_RT_CONTEXT_NULL);
-    EXPECT_TRUE(message_names("no current context"));
-    EXPECT_EQ(c, untouched_marker());
+    // (A fresh thread, so the test does not depend on what earlier tests left on the main thread.)
+    std::thread fresh([] {
+        aclrtContext c = untouched_marker();
+        EXPECT_EQ(current(&c), ACL_ERROR_RT_CONTEXT_NULL);
+        EXPECT_TRUE(message_names("no current context"));
+        EXPECT_EQ(c, untouched_marker());
+    });
+    fresh.join();
 }
 
 TEST_F(CapiContextInit, CreatedContextBecomesCurrentAndSetSwitches) {
@@ -118,7 +122,13 @@ TEST_F(CapiContextInit, BadArgumentsAreErrorsNotCrashes) {
     EXPECT_EQ(aclrtSetCurrentContext(heap.data()), ACL_ERROR_INVALID_PARAM);
     EXPECT_TRUE(message_names("not a live context"));
     EXPECT_EQ(aclrtDestroyStream(s), ACL_SUCCESS);
-    EXPECT_EQ(current(&c), ACL_ERROR_RT_CONTEXT_NULL);  // no failed call made anything current
+    std::thread fresh([] {  // no failed call made anything current (on a thread that had nothing)
+        aclrtContext got = untouched_marker();
+        EXPECT_NE(aclrtCreateContext(nullptr, 0), ACL_SUCCESS);
+        EXPECT_NE(aclrtSetCurrentContext(nullptr), ACL_SUCCESS);
+        EXPECT_EQ(current(&got), ACL_ERROR_RT_CONTEXT_NULL);
+    });
+    fresh.join();
 }
 
 TEST_F(CapiContextInit, AddressOfTheHandleIsRejectedAndTheContextSurvives) {
