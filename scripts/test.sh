@@ -73,9 +73,10 @@ if [ "${OPENNSA_SKIP_SANITIZE:-0}" != "1" ]; then
   run_suite "ASan+UBSan" build-asan "" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPENNSA_SANITIZE=ON \
     -DOPENNSA_BUILD_BENCHMARKS=OFF
   # The thread pool and the passes that share buffers between jobs, under ThreadSanitizer: the
-  # determinism tests (1-8 threads) and the per-path kernel tests (2 and 3 threads).
+  # determinism tests (1-8 threads), the per-path kernel tests (2 and 3 threads) and the runtime
+  # contexts (per-thread current context, concurrent create / destroy).
   export TSAN_OPTIONS=halt_on_error=1
-  run_suite "TSan" build-tsan "Determinism|Kernels|Paths|Workspace" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  run_suite "TSan" build-tsan "Determinism|Kernels|Paths|Workspace|CapiContext" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
     -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread -DOPENNSA_BUILD_BENCHMARKS=OFF -DOPENNSA_BUILD_TOOLS=OFF
 fi

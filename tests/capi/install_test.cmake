@@ -24,6 +24,11 @@ file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 foreach(f include/acl/acl.h include/aclnn/acl_meta.h include/aclnnop/aclnn_nsa_selected_attention_grad.h
+          include/aclnn/opdev/fp16_t.h include/aclnn/opdev/bfloat16.h include/aclnn/opdev/opennsa_float16.h
+          include/aclnnop/aclnn_nsa_compress.h include/aclnnop/aclnn_nsa_compress_grad.h
+          include/aclnnop/aclnn_nsa_compress_attention.h include/aclnnop/aclnn_nsa_compress_attention_infer.h
+          include/aclnnop/aclnn_nsa_compress_with_cache.h include/aclnnop/aclnn_nsa_selected_attention_infer.h
+          include/aclnnop/aclnn_nsa_select_attention_infer.h
           include/opennsa/opennsa.hpp lib/libopennsa.a lib/cmake/OpenNSA/OpenNSAConfig.cmake
           lib/cmake/OpenNSA/OpenNSAConfigVersion.cmake lib/pkgconfig/opennsa.pc)
   if(NOT EXISTS ${prefix}/${f})
@@ -54,4 +59,17 @@ foreach(pair "consumer_pc;tests/capi/consumer/main.cpp" "grad_example_pc;example
   list(GET pair 1 src)
   run(${CXX} -std=c++20 ${extra} ${SOURCE_DIR}/${src} ${pc} -Wl,-rpath,${prefix}/lib -o ${WORK_DIR}/${exe})
   run(${emulator} ${WORK_DIR}/${exe})
+endforeach()
+
+# CANN-style programs, built the way CANN's sample CMakeLists builds them: C++11, the include root
+# plus include/aclnn and include/aclnnop, the shared library. The implemented operators' programs
+# run; the others (operators not implemented yet) are compiled only.
+set(cann_flags -std=c++11 -I${prefix}/include -I${prefix}/include/aclnn -I${prefix}/include/aclnnop)
+foreach(name nsa_selected_attention nsa_selected_attention_grad)
+  run(${CXX} ${cann_flags} ${extra} ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -L${prefix}/lib -lopennsa
+      -Wl,-rpath,${prefix}/lib -o ${WORK_DIR}/cann_${name})
+  run(${WORK_DIR}/cann_${name})
+endforeach()
+foreach(name nsa_compress_attention nsa_select_attention_infer)
+  run(${CXX} ${cann_flags} ${extra} -c ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -o ${WORK_DIR}/cann_${name}.o)
 endforeach()
