@@ -1,5 +1,5 @@
-// Pins every prototype of the CANN headers to CANN's exact type (SPEC-FAMILY.md sections 1.1-6.1
-// and SPEC.md 8): each function's address has exactly the expected pointer type. decltype does not
+// Pins every prototype of the CANN headers to CANN's exact type (docs/spec: the prototypes of each operator page
+// and select_attention.md 8): each function's address has exactly the expected pointer type. decltype does not
 // odr-use the function, so this compiles (and is checked) without any definition: it covers the
 // operators other engineers have not implemented yet. Built as an object library, never linked.
 #include <cstdint>
@@ -30,7 +30,7 @@ using Ex = aclOpExecutor**;
 // parameter, as some CANN prototypes write it, is not part of the function type.
 using Launch = aclnnStatus (*)(void*, std::uint64_t, aclOpExecutor*, aclrtStream);
 
-// Runtime additions (SPEC-FAMILY.md 8).
+// Runtime additions (docs/spec/README.md).
 OPENNSA_PIN(aclrtCreateContext, aclError (*)(aclrtContext*, std::int32_t));
 OPENNSA_PIN(aclrtDestroyContext, aclError (*)(aclrtContext));
 OPENNSA_PIN(aclrtSetCurrentContext, aclError (*)(aclrtContext));
@@ -87,7 +87,7 @@ OPENNSA_PIN(aclnnNsaSelectedAttentionInferGetWorkspaceSize,
                             std::int64_t sparseMode, aclTensor* output, Ws, Ex));
 OPENNSA_PIN(aclnnNsaSelectedAttentionInfer, Launch);
 
-// SPEC.md 8: the two implemented operators.
+// select_attention.md 8: the two implemented operators.
 OPENNSA_PIN(aclnnNsaSelectedAttentionGetWorkspaceSize,
             aclnnStatus (*)(T query, T key, T value, T topkIndices, T attenMaskOptional, A actualSeqQLenOptional,
                             A actualSeqKvLenOptional, double scaleValue, std::int64_t headNum, char* inputLayout,

@@ -1,5 +1,5 @@
 // op::fp16_t and op::bfloat16 (aclnn/opdev/fp16_t.h, bfloat16.h): layout, every 16-bit pattern,
-// float rounding bit-exact against the library's own conversions (src/nsa/dtype.hpp), double and
+// float rounding bit-exact against the library's own conversions (src/core/convert.hpp), double and
 // integer rounding (no double rounding) against a nearest-value oracle, and the operators.
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@
 #include "aclnn/acl_meta.h"
 #include "aclnn/opdev/bfloat16.h"
 #include "aclnn/opdev/fp16_t.h"
-#include "nsa/dtype.hpp"
+#include "core/convert.hpp"
 #include "support.hpp"
 
 namespace {
@@ -201,7 +201,7 @@ TYPED_TEST(OpdevTypes, EveryPatternWidensExactlyAndRoundTrips) {
     }
 }
 
-// --- float -> 16 bits: against src/nsa/dtype.hpp ---------------------------------------------------
+// --- float -> 16 bits: against src/core/convert.hpp ---------------------------------------------------
 
 TYPED_TEST(OpdevTypes, FloatRoundingMatchesTheLibraryAtEveryBoundary) {
     using H = TypeParam;

@@ -5,7 +5,7 @@
 // aclrtMemcpy / aclCreateTensor with null strides, the two-phase call, aclrtSynchronizeStream,
 // aclrtMemcpy back, cleanup with aclrtDestroyContext), TND with cumulative lengths (actSeqLenType
 // 0). Unlike the page it uses two batches and random inputs, poisons the output and checks it
-// against a float64 evaluation (SPEC-FAMILY.md 1.3). Sizes are within CANN's limits.
+// against a float64 evaluation (docs/spec/compress.md). Sizes are within CANN's limits.
 //
 // NOT RUN YET: OpenNSA does not implement aclnnNsaCompress yet; the build compiles this file only
 // (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.
@@ -165,7 +165,7 @@ int main() {
     const double relFro = std::sqrt(errSq / refSq);
     LOG_PRINT("output [%lld, %lld, %lld]: relative Frobenius error %.3g\n", static_cast<long long>(outputNum),
               static_cast<long long>(headNum), static_cast<long long>(headDim), relFro);
-    bool failed = !(relFro <= 1e-3);  // SPEC-FAMILY.md 0.6, fp16
+    bool failed = !(relFro <= 1e-3);  // docs/spec/README.md, fp16
 
     // 6. Release tensors, the array, device memory, stream, context, device and runtime.
     int cleanupErrors = 0;

@@ -6,7 +6,7 @@
 // context -, aclrtMalloc / aclrtMemcpy / aclCreateTensor, the two-phase call, aclrtSynchronizeStream,
 // aclrtMemcpy back, cleanup), uint8 masks, sparseMode 1. Unlike the page it passes the NSA causal
 // mask and forces block 0 and each query's own block through topkMask, uses random inputs, poisons
-// the outputs and checks them against float64 (SPEC-FAMILY.md 0.4, 3.3 and 3.4; topk set-wise as
+// the outputs and checks them against float64 (docs/spec/README.md, 3.3 and 3.4; topk set-wise as
 // 0.6 says). Sizes are within CANN's limits.
 //
 // NOT RUN YET: OpenNSA does not implement aclnnNsaCompressAttention yet; the build compiles this
@@ -200,7 +200,7 @@ int main() {
                   CopyOutResult(softmaxSumShape, softmaxSumDeviceAddr, sumResult) == 0 &&
                   CopyOutResult(topkIndicesOutShape, topkIndicesOutDeviceAddr, topkResult) == 0,
               return 1);
-    // The importance weight of compressed offset t inside a selection block (SPEC-FAMILY.md 0.4).
+    // The importance weight of compressed offset t inside a selection block (docs/spec/README.md).
     auto weightOf = [&](int64_t t) { return static_cast<double>(std::min(std::min(t + 1, n), m + n - 1 - t)); };
     double errSq = 0, refSq = 0, maxErr = 0, maxRef = 0, maxLseErr = 0;
     int64_t badStats = 0, badTopk = 0;
@@ -247,7 +247,7 @@ int main() {
             }
         }
         // Block scores per kv head, forced blocks first; topk checked as a set with the slack of
-        // SPEC-FAMILY.md 0.6, and in descending order within that slack.
+        // docs/spec/README.md, and in descending order within that slack.
         for (int64_t h2 = 0; h2 < N2; ++h2) {
             std::vector<double> score(NS, 0.0);
             for (int64_t J = 0; J < NS; ++J) {

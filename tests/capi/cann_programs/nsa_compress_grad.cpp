@@ -6,7 +6,7 @@
 // two-phase call with the layout after the attributes, aclrtSynchronizeStream, aclrtMemcpy back,
 // cleanup with aclrtDestroyContext), cumulative lengths with a leading 0 as on the page. Unlike the
 // page it fills the FLOAT16 tensors with fp16 data (the page copies float vectors into them), uses
-// random values, poisons both outputs and checks them against float64 (SPEC-FAMILY.md 2.3).
+// random values, poisons both outputs and checks them against float64 (docs/spec/compress.md).
 //
 // NOT RUN YET: OpenNSA does not implement aclnnNsaCompressGrad yet; the build compiles this file
 // only (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.
@@ -201,7 +201,7 @@ int main() {
             for (int64_t i = 0; i < headNum * headDim; ++i) uncoveredNonZero += inputGradResult[row * headNum * headDim + i] != 0;
     LOG_PRINT("inputGradOut: relative Frobenius error %.3g; weightGradOut: %.3g; %lld non-zero elements in uncovered rows\n",
               inputErr, weightErr, static_cast<long long>(uncoveredNonZero));
-    bool failed = !(inputErr <= 1e-3) || !(weightErr <= 1e-3) || uncoveredNonZero != 0;  // SPEC-FAMILY.md 0.6
+    bool failed = !(inputErr <= 1e-3) || !(weightErr <= 1e-3) || uncoveredNonZero != 0;  // docs/spec/README.md
 
     // 6. Release everything.
     int cleanupErrors = 0;

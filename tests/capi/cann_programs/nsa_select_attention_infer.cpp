@@ -8,7 +8,7 @@
 // (nsa_selected_attention_infer.cpp) covers BSND with one token, this one covers the page's
 // multi-token case - 2 query tokens per batch, the earlier one not seeing the newest cached token -
 // in layout BSH (query [B, S, N1 * D], key/value [blocks, pageBlockSize, N2 * D]), a partial last
-// block, and checks the output against float64 (SPEC-FAMILY.md 6.3). Sizes are within CANN's limits.
+// block, and checks the output against float64 (docs/spec/decoding.md). Sizes are within CANN's limits.
 //
 // NOT RUN YET: OpenNSA does not implement aclnnNsaSelectedAttentionInfer yet; the build compiles
 // this file only (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.

@@ -187,7 +187,7 @@ int main() {
     ret = aclrtSynchronizeStream(stream);
     CHECK_RET(ret == ACL_SUCCESS, LOG_PRINT("aclrtSynchronizeStream failed. ERROR: %d\n", ret); return 1);
 
-    // 5. Results back to the host, checked against float64 (SPEC.md 5 and 7: fp16 out within 1e-3
+    // 5. Results back to the host, checked against float64 (docs/spec/select_attention.md 5 and 7: fp16 out within 1e-3
     //    relative Frobenius error and 4e-3 of the largest value; log-sum-exp within 1e-3).
     std::vector<aclFloat16> outResult;
     std::vector<float> maxResult, sumResult;

@@ -81,7 +81,7 @@ bool Compare(const char* name, const std::vector<aclFloat16>& got, const std::ve
     }
     const double relFro = std::sqrt(errSq / refSq), relMax = maxErr / maxRef;
     LOG_PRINT("%s: relative Frobenius error %.3g, max error / max value %.3g\n", name, relFro, relMax);
-    return relFro <= 2e-3 && relMax <= 8e-3;  // SPEC.md 7, fp16 gradients
+    return relFro <= 2e-3 && relMax <= 8e-3;  // docs/spec/select_attention.md 7, fp16 gradients
 }
 
 int main() {
@@ -244,7 +244,7 @@ int main() {
                       dvResultData.size() * sizeof(dvResultData[0]), ACL_MEMCPY_DEVICE_TO_HOST);
     CHECK_RET(ret == ACL_SUCCESS, LOG_PRINT("copy out result dv from device to host failed. ERROR: %d\n", ret); return 1);
 
-    // The backward in float64 (SPEC.md 6), from the stored statistics and the fp16 attentionOut.
+    // The backward in float64 (docs/spec/select_attention.md 6), from the stored statistics and the fp16 attentionOut.
     std::vector<double> dqRef(dqResultData.size(), 0.0), dkRef(dkResultData.size(), 0.0), dvRef(dvResultData.size(), 0.0);
     for (int64_t t = 0; t < t1; ++t)
         for (int64_t h = 0; h < n1; ++h) {

@@ -8,7 +8,7 @@
 // aclrtMemcpy back, cleanup), layout BSND with one query token per batch, paged key/value
 // [blocks, pageBlockSize, N2, D], CANN's head dims 192 / 128, empty slots as -1. Unlike the page it
 // uses two batches of different lengths, a shuffled block table, random data and selections, and
-// checks the output against float64 (SPEC-FAMILY.md 6.3). Sizes are within CANN's limits.
+// checks the output against float64 (docs/spec/decoding.md). Sizes are within CANN's limits.
 //
 // NOT RUN YET: OpenNSA does not implement aclnnNsaSelectedAttentionInfer yet; the build compiles
 // this file only (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.
