@@ -184,7 +184,10 @@ bool check_rows(const HostData& d, const std::vector<std::int64_t>& rows, double
         }
     const bool lse_ok = worst_lse <= 1e-3;
     std::printf("  lse  max |log(sum) + max - logsumexp| %.2e (tol 1e-3)  %s\n", worst_lse, lse_ok ? "ok" : "MISMATCH");
-    return out_acc.report("out", tol_out) & dq_acc.report("dq", tol_grad) & lse_ok;
+    // Every report prints, so each is evaluated before they are combined.
+    const bool out_ok = out_acc.report("out", tol_out);
+    const bool dq_ok = dq_acc.report("dq", tol_grad);
+    return out_ok && dq_ok && lse_ok;
 }
 
 // dk and dv of the sampled key blocks (every token, head and slot that selected them), against float64.
@@ -222,7 +225,9 @@ bool check_blocks(const HostData& d, const std::vector<std::pair<std::int64_t, s
                 dv_acc.add(d.row(d.dv, p, o.N2, n2, o.Dv)[e], ref_dv[static_cast<std::size_t>((p - p0) * o.Dv + e)]);
         }
     }
-    return dk_acc.report("dk", tol) & dv_acc.report("dv", tol);
+    const bool dk_ok = dk_acc.report("dk", tol);
+    const bool dv_ok = dv_acc.report("dv", tol);
+    return dk_ok && dv_ok;
 }
 
 // Both phases, then synchronize; returns the wall time of the launch in ms.
@@ -329,8 +334,10 @@ int main(int argc, char** argv) {
     const bool bf16 = o.dtype == ACL_BF16;
     std::printf("check against float64 (%zu query rows x %lld heads, %zu key blocks):\n", rows.size(),
                 static_cast<long long>(o.N1), blocks.size());
-    const bool ok = check_rows(d, rows, bf16 ? 8e-3 : 1e-3, bf16 ? 1.6e-2 : 2e-3) &
-                    check_blocks(d, blocks, bf16 ? 1.6e-2 : 2e-3);
+    // Both checks run (and print) even when the first fails.
+    const bool rows_ok = check_rows(d, rows, bf16 ? 8e-3 : 1e-3, bf16 ? 1.6e-2 : 2e-3);
+    const bool blocks_ok = check_blocks(d, blocks, bf16 ? 1.6e-2 : 2e-3);
+    const bool ok = rows_ok && blocks_ok;
 
     CHECK_ACL(aclrtDestroyStream(stream));
     CHECK_ACL(aclrtResetDevice(0));

@@ -32,6 +32,8 @@ typedef int aclError;
 #define ACL_ERROR_REPEAT_FINALIZE 100037
 #define ACL_ERROR_BAD_ALLOC 200000
 #define ACL_ERROR_INTERNAL_ERROR 500000
+/* From CANN's runtime codes (acl/error_codes/rt_error_codes.h): the thread has no current context. */
+#define ACL_ERROR_RT_CONTEXT_NULL 107002
 
 typedef enum {
     ACL_DT_UNDEFINED = -1,

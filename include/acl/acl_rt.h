@@ -33,6 +33,18 @@ ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t* deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtGetDeviceCount(uint32_t* count);
 ACL_FUNC_VISIBILITY aclError aclrtSynchronizeDevice(void);
 
+/* Contexts. There is one device, so a context is only a handle: streams and memory do not belong
+ * to one. The current context is per thread. aclrtSetDevice(0) makes the device's default context
+ * current on the calling thread when that thread has none; aclrtCreateContext (after aclInit) makes
+ * the new context current on the calling thread. Destroying a context that is current on a thread
+ * leaves that thread without one; the default context cannot be destroyed (aclrtResetDevice
+ * releases it). aclrtGetCurrentContext returns ACL_ERROR_RT_CONTEXT_NULL when the thread has none.
+ * A null, unknown or destroyed context is ACL_ERROR_INVALID_PARAM. */
+ACL_FUNC_VISIBILITY aclError aclrtCreateContext(aclrtContext* context, int32_t deviceId);
+ACL_FUNC_VISIBILITY aclError aclrtDestroyContext(aclrtContext context);
+ACL_FUNC_VISIBILITY aclError aclrtSetCurrentContext(aclrtContext context);
+ACL_FUNC_VISIBILITY aclError aclrtGetCurrentContext(aclrtContext* context);
+
 /* Streams: a null stream is the default stream. */
 ACL_FUNC_VISIBILITY aclError aclrtCreateStream(aclrtStream* stream);
 ACL_FUNC_VISIBILITY aclError aclrtDestroyStream(aclrtStream stream);

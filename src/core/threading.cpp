@@ -78,6 +78,8 @@ private:
             if (ready()) return true;
 #if defined(__x86_64__) || defined(__i386__)
             __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ __volatile__("yield");  // Arm's spin-wait hint
 #endif
         }
         return ready();

@@ -1,14 +1,75 @@
 #include "kernels/dispatch.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 namespace opennsa::detail {
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+namespace {
+
+// CPUID directly rather than __builtin_cpu_supports: clang 14 does not know "f16c" there.
+bool detect_avx2_fma_f16c() noexcept {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(1, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned leaf1 = bit_AVX | bit_FMA | bit_F16C | bit_OSXSAVE;
+    if ((ecx & leaf1) != leaf1) return false;
+    // The CPU having AVX is not enough: the OS must have enabled the SSE and AVX register state
+    // (XCR0 bits 1 and 2; it then saves them on context switches), or AVX instructions fault.
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 0x6u) != 0x6u) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    return (ebx & bit_AVX2) != 0;
+}
+
+// AVX-512 F and VL, and the OS saving the opmask and zmm state (XCR0 bits 5, 6, 7).
+bool detect_avx512() noexcept {
+    if (!detect_avx2_fma_f16c()) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0u));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 0xe6u) != 0xe6u) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned f_vl = (1u << 16) | (1u << 31);  // AVX512F, AVX512VL
+    return (ebx & f_vl) == f_vl;
+}
+
+}  // namespace
+#endif
+
+std::atomic<int> zmm_override{-1};
+
+bool cpu_has_avx512() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static const bool has = detect_avx512();
+    return has;
+#else
+    return false;
+#endif
+}
+
+bool use_zmm_gemm() noexcept {
+    static const bool by_default = [] {
+        const char* env = std::getenv("OPENNSA_KERNEL");
+        return cpu_has_avx512() && !(env && std::strcmp(env, "avx2") == 0);
+    }();
+    const int forced = zmm_override.load(std::memory_order_relaxed);
+    return forced < 0 ? by_default : (forced == 1 && cpu_has_avx512());
+}
+
+void set_zmm_gemm_for_testing(int mode) noexcept { zmm_override.store(mode, std::memory_order_relaxed); }
 
 bool cpu_has_avx2() noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            __builtin_cpu_supports("f16c");
+    static const bool has = detect_avx2_fma_f16c();
     return has;
 #else
     return false;

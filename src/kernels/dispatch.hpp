@@ -7,6 +7,14 @@ namespace opennsa::detail {
 enum class KernelPath { portable, avx2 };
 
 bool cpu_has_avx2() noexcept;  // AVX2 + FMA + F16C, x86-64 only
+bool cpu_has_avx512() noexcept;  // AVX-512 F + VL (and AVX2 + FMA + F16C), with the OS saving zmm state
+
+// Whether the AVX2 passes' matmul tiles run on zmm registers (AVX-512): where the CPU has it,
+// unless OPENNSA_KERNEL=avx2 was set when the process first asked. Each output element is the
+// same ascending FMA chain at either width, so the bits do not depend on it.
+bool use_zmm_gemm() noexcept;
+// Tests only: 1 forces zmm (where the CPU has it), 0 forces ymm, -1 restores the default.
+void set_zmm_gemm_for_testing(int mode) noexcept;
 KernelPath kernel_path() noexcept;
 const char* kernel_path_name(KernelPath path) noexcept;
 

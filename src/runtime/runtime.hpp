@@ -1,5 +1,5 @@
-// The host "device": process state, streams and the memory registry shared by src/runtime and
-// src/aclnn.
+// The host "device": process state, streams, contexts and the memory registry shared by src/runtime
+// and src/aclnn.
 #pragma once
 
 #include <cstddef>
@@ -24,5 +24,14 @@ std::shared_ptr<Stream> find_stream(aclrtStream handle);
 // aclDataTypeSize of an aclDataType read as its raw value (0 for a value with no fixed size or
 // outside the enum). C++ callers use this: copying an out-of-range enum value is undefined.
 std::size_t acl_dtype_size(long long raw) noexcept;
+
+// Process state (stream.cpp): aclInit called and not finalized; aclrtSetDevice(0) calls not yet
+// reset (the device's default context exists only while this holds).
+bool runtime_initialized();
+bool device_open();
+
+// context.cpp: aclrtSetDevice makes the default context current on its thread when the thread has
+// no usable context.
+void adopt_default_context() noexcept;
 
 }  // namespace opennsa::capi

@@ -32,12 +32,6 @@ Process& process() {
     return p;
 }
 
-bool initialized() {
-    Process& p = process();
-    std::lock_guard lock(p.mu);
-    return p.init_count > 0;
-}
-
 aclError check_device(const char* fn, std::int32_t id) {
     if (id == 0) return ACL_SUCCESS;
     return fail(fn, ACL_ERROR_INVALID_PARAM,
@@ -45,6 +39,18 @@ aclError check_device(const char* fn, std::int32_t id) {
 }
 
 }  // namespace
+
+bool runtime_initialized() {
+    Process& p = process();
+    std::lock_guard lock(p.mu);
+    return p.init_count > 0;
+}
+
+bool device_open() {
+    Process& p = process();
+    std::lock_guard lock(p.mu);
+    return p.device_count > 0;
+}
 
 std::shared_ptr<Stream> find_stream(aclrtStream handle) {
     Streams& s = streams();
@@ -99,10 +105,13 @@ aclError aclFinalizeReference(uint64_t* refCount) {
 aclError aclrtSetDevice(int32_t deviceId) {
     return acl_call("aclrtSetDevice", [&] {
         if (aclError e = check_device("aclrtSetDevice", deviceId)) return e;
-        if (!initialized()) return fail("aclrtSetDevice", ACL_ERROR_UNINITIALIZE, "call aclInit first");
-        Process& p = process();
-        std::lock_guard lock(p.mu);
-        ++p.device_count;
+        if (!runtime_initialized()) return fail("aclrtSetDevice", ACL_ERROR_UNINITIALIZE, "call aclInit first");
+        {
+            Process& p = process();
+            std::lock_guard lock(p.mu);
+            ++p.device_count;
+        }
+        adopt_default_context();  // as CANN: the thread now runs in the device's default context
         return ACL_SUCCESS;
     });
 }
@@ -132,7 +141,7 @@ aclError aclrtGetDeviceCount(uint32_t* count) {
 aclError aclrtCreateStream(aclrtStream* stream) {
     return acl_call("aclrtCreateStream", [&] {
         if (stream == nullptr) return fail("aclrtCreateStream", ACL_ERROR_INVALID_PARAM, "stream is a null pointer");
-        if (!initialized()) return fail("aclrtCreateStream", ACL_ERROR_UNINITIALIZE, "call aclInit first");
+        if (!runtime_initialized()) return fail("aclrtCreateStream", ACL_ERROR_UNINITIALIZE, "call aclInit first");
         auto s = std::make_shared<Stream>();
         Streams& all = streams();
         std::lock_guard lock(all.mu);

@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <vector>
@@ -276,6 +277,37 @@ TEST(Avx2Kernels, GemmTileEdges) {
                             }
                             EXPECT_NEAR(c[at], ref, 1e-6 * (mag + 1)) << M << "x" << N << "x" << K << " at " << i << "," << j;
                         }
+                }
+}
+
+// The zmm form of the matmul tiles gives the ymm form's bits (each element is the same
+// ascending FMA chain), on every tile edge: rows 1..17, columns 8..72 (every tail of a 32-column
+// panel), K 0..33, overwrite and accumulate; neither writes outside its tile.
+TEST(Avx2Kernels, ZmmGemmMatchesYmmBitwise) {
+    if (!opennsa::detail::cpu_has_avx512()) GTEST_SKIP() << "no AVX-512";
+    std::mt19937_64 rng(case_seed(78));
+    std::normal_distribution<float> nd;
+    for (std::int64_t M : {1, 7, 8, 9, 17})
+        for (std::int64_t N : {8, 16, 24, 32, 40, 56, 72})
+            for (std::int64_t K : {0, 1, 5, 33})
+                for (bool accumulate : {false, true}) {
+                    const std::int64_t lda = K + 3, ldb = N + 5, ldc = N + 8;
+                    std::vector<float> a(static_cast<std::size_t>(M * lda + 1)), b(static_cast<std::size_t>(K * ldb + 1));
+                    std::vector<float> c(static_cast<std::size_t>(M * ldc));
+                    for (float& x : a) x = nd(rng);
+                    for (float& x : b) x = nd(rng);
+                    for (float& x : c) x = nd(rng);
+                    std::vector<float> ymm = c, zmm = c;
+                    opennsa::detail::set_zmm_gemm_for_testing(0);
+                    opennsa::detail::avx2::gemm(M, N, K, a.data(), lda, b.data(), ldb, ymm.data(), ldc, accumulate);
+                    opennsa::detail::set_zmm_gemm_for_testing(1);
+                    opennsa::detail::avx2::gemm(M, N, K, a.data(), lda, b.data(), ldb, zmm.data(), ldc, accumulate);
+                    opennsa::detail::set_zmm_gemm_for_testing(-1);
+                    ASSERT_EQ(0, std::memcmp(ymm.data(), zmm.data(), ymm.size() * sizeof(float)))
+                        << M << "x" << N << "x" << K << " accumulate=" << accumulate;
+                    for (std::int64_t i = 0; i < M; ++i)
+                        for (std::int64_t j = N; j < ldc; ++j)
+                            ASSERT_EQ(zmm[static_cast<std::size_t>(i * ldc + j)], c[static_cast<std::size_t>(i * ldc + j)]);
                 }
 }
 

@@ -114,14 +114,6 @@ __attribute__((target("avx512f,avx512bf16"))) double dpbf16_loop(std::int64_t it
 }
 #endif
 
-bool has_fma() {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
-}
-
 bool has_avx512() {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx512f");
@@ -137,6 +129,10 @@ bool has_bf16_dot() {
     return false;
 #endif
 }
+
+#if defined(__x86_64__)
+// Only the x86 peaks below use these two (elsewhere they would be unused, an error with -Werror).
+bool has_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 // GFLOP/s of `loop` (12 chains of `flops_per_op` FLOPs per iteration) on `threads` threads at
 // once, median of 5 runs.
@@ -155,6 +151,7 @@ double loop_peak(int threads, double (*loop)(std::int64_t), double flops_per_op)
     std::sort(runs.begin(), runs.end());
     return runs[runs.size() / 2];
 }
+#endif
 
 // The fp32 FMA peak of the widest vectors the CPU has (ymm with AVX2, zmm with AVX-512F).
 double fp32_peak(int threads) {

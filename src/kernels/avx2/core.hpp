@@ -17,9 +17,13 @@
 
 #include "core/rows.hpp"
 #include "core/threading.hpp"
+#include "kernels/dispatch.hpp"
 #include "kernels/tiles.hpp"
 
 #define NSA_AVX2 __attribute__((target("avx2,fma,f16c")))
+// The zmm form of the matmul tiles (called, never inlined, from the AVX2 passes where
+// use_zmm_gemm() holds).
+#define NSA_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
 
 namespace opennsa::detail::avx2 {
 namespace {
@@ -97,12 +101,83 @@ NSA_AVX2 inline void micro_rows(int rows, std::int64_t K, const float* const* a,
     }
 }
 
+// The zmm microkernel: c[MR x (NR*16 - masked)] (+)= A B with the same ascending FMA chain per
+// element as micro(), so both widths give the same bits. The last vector covers the columns
+// `tail` selects (masked loads and stores never touch the others), since packed rows are padded
+// to 8, not 16.
+template <int MR, int NR, class B>
+NSA_AVX512 inline void micro512(std::int64_t K, const float* const* a, std::int64_t acs, const B& b, std::int64_t j0,
+                                float* const* c, bool accumulate, __mmask16 tail) {
+    __mmask16 mask[NR];
+    for (int j = 0; j < NR; ++j) mask[j] = j == NR - 1 ? tail : __mmask16(0xFFFF);
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j)
+            acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(mask[j], c[i] + j0 + j * 16) : _mm512_setzero_ps();
+    const float* ap[MR];
+    for (int i = 0; i < MR; ++i) ap[i] = a[i];
+    for (std::int64_t k = 0; k < K; ++k) {
+        const float* br = b.row(k) + j0;
+        __m512 bv[NR];
+        for (int j = 0; j < NR; ++j) bv[j] = _mm512_maskz_loadu_ps(mask[j], br + j * 16);
+        for (int i = 0; i < MR; ++i) {
+            const __m512 av = _mm512_set1_ps(*ap[i]);
+            ap[i] += acs;
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) _mm512_mask_storeu_ps(c[i] + j0 + j * 16, mask[j], acc[i][j]);
+}
+
+inline constexpr int kMR512 = 8;  // 8 rows x 2 zmm = 16 accumulators
+
+template <int NR, class B>
+NSA_AVX512 inline void micro512_rows(int rows, std::int64_t K, const float* const* a, std::int64_t acs, const B& b,
+                                     std::int64_t j0, float* const* c, bool accumulate, __mmask16 tail) {
+    switch (rows) {
+        case 8: return micro512<8, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 7: return micro512<7, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 6: return micro512<6, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 5: return micro512<5, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 4: return micro512<4, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 3: return micro512<3, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        case 2: return micro512<2, NR>(K, a, acs, b, j0, c, accumulate, tail);
+        default: return micro512<1, NR>(K, a, acs, b, j0, c, accumulate, tail);
+    }
+}
+
+// gemm_tiles on zmm registers: column panels of 32 (the last one 8, 16 or 24 wide), 8-row tiles.
+template <class A, class B, class C>
+NSA_AVX512 __attribute__((noinline)) void gemm_tiles_zmm(std::int64_t M, std::int64_t N, std::int64_t K, const A& a,
+                                                         const B& b, const C& c, bool accumulate) {
+    for (std::int64_t j0 = 0; j0 < N; j0 += 32) {
+        const std::int64_t width = std::min<std::int64_t>(32, N - j0);  // 8, 16, 24 or 32
+        const __mmask16 tail = width % 16 == 0 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
+        for (std::int64_t i0 = 0; i0 < M; i0 += kMR512) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(kMR512, M - i0));
+            const float* ap[kMR512];
+            float* cp[kMR512];
+            for (int i = 0; i < rows; ++i) {
+                ap[i] = a.row(i0 + i);
+                cp[i] = c.row(i0 + i);
+            }
+            if (width > 16)
+                micro512_rows<2>(rows, K, ap, a.cs, b, j0, cp, accumulate, tail);
+            else
+                micro512_rows<1>(rows, K, ap, a.cs, b, j0, cp, accumulate, tail);
+        }
+    }
+}
+
 // C[M x N] (+)= A[M x K] B[K x N], N a multiple of 8 (packed rows are zero-padded to it).
 // Column panels outside, row tiles inside: a B panel (K x 16) is reused from L1 by every row tile.
+// On AVX-512 CPUs the zmm form runs instead (same bits).
 template <class A, class B, class C>
 NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A& a, const B& b, const C& c,
                          bool accumulate) {
     if (K == 0 && accumulate) return;
+    if (use_zmm_gemm()) return gemm_tiles_zmm(M, N, K, a, b, c, accumulate);
     for (std::int64_t j0 = 0; j0 < N; j0 += kNR * kLanes) {
         const bool full = j0 + kNR * kLanes <= N;
         for (std::int64_t i0 = 0; i0 < M; i0 += kMR) {

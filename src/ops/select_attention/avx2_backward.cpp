@@ -62,6 +62,7 @@ struct BackwardLayout {
 
 struct RowStats {
     float mx, inv_sum, delta;
+    bool finite;  // q and dO of the row hold no NaN / Inf
 };
 
 struct BackwardWs {
@@ -114,7 +115,9 @@ NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std:
         for (std::int64_t j0 = 0; j0 < l.bsp; j0 += kLanes) {
             const __m256 x = _mm256_fmsub_ps(_mm256_loadu_ps(s + j0), vscale, mx);
             const __m256 pr = _mm256_and_ps(_mm256_mul_ps(exp_ps(x), inv), lanes_below(j0, w.vis[r]));
-            const __m256 ds = _mm256_mul_ps(pr, _mm256_sub_ps(_mm256_loadu_ps(dp + j0), d));
+            // Masked again: P = 0 times a NaN dP must stay 0 for keys the row does not see.
+            const __m256 ds = _mm256_and_ps(_mm256_mul_ps(pr, _mm256_sub_ps(_mm256_loadu_ps(dp + j0), d)),
+                                            lanes_below(j0, w.vis[r]));
             _mm256_storeu_ps(s + j0, pr);
             _mm256_storeu_ps(dp + j0, ds);
         }
@@ -128,6 +131,45 @@ std::span<const std::int64_t> chunk_entries(const Problem& p, const BackwardLayo
     const auto lo = std::lower_bound(all.begin(), all.end(), c0 * p.C);
     const auto hi = std::lower_bound(lo, all.end(), c1 * p.C);
     return {&*lo, static_cast<std::size_t>(hi - lo)};
+}
+
+// n fp32 values hold no NaN or Inf (an all-ones exponent).
+NSA_AVX2 bool all_finite(const float* x, std::int64_t n) {
+    const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    std::int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) {
+        const __m256i e = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + i)), exp_mask);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(e, exp_mask));
+    }
+    bool ok = _mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) ok = ok && std::isfinite(x[i]);
+    return ok;
+}
+
+// The block step for tiles that touch a NaN or Inf (in a row's q or dO, or in the block's K or
+// V), key by key over the visible keys only, as the reference does. The matmul tiles would
+// multiply the zero P / dS of keys a row does not see by those values and spread NaN to them; this
+// keeps the non-finite pattern of every output the reference's. Rare, so plain loops.
+NSA_AVX2 void block_tile_exact(const BackwardLayout& l, const BlockScratch& w, std::int64_t rows, float scale, float* dk,
+                               float* dv) {
+    for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t d = 0; d < l.Dkp; ++d) w.dqp[r][d] = 0.0f;
+    for (std::int64_t r = 0; r < rows; ++r) {
+        const RowStats st = w.stats[r];
+        for (std::int64_t j = 0; j < w.vis[r]; ++j) {
+            float s = 0.0f, dpv = 0.0f;
+            for (std::int64_t d = 0; d < l.Dkp; ++d) s += w.q[r][d] * w.krows[j * l.Dkp + d];
+            for (std::int64_t d = 0; d < l.Dvp; ++d) dpv += w.dO[r][d] * w.vrows[j * l.Dvp + d];
+            float pr = 0.0f;
+            _mm_store_ss(&pr, _mm256_castps256_ps128(exp_ps(_mm256_set1_ps(s * scale - st.mx))));
+            pr *= st.inv_sum;
+            const float ds = pr * (dpv - st.delta);
+            for (std::int64_t d = 0; d < l.Dvp; ++d) dv[j * l.Dvp + d] += pr * w.dO[r][d];
+            for (std::int64_t d = 0; d < l.Dkp; ++d) dk[j * l.Dkp + d] += ds * w.q[r][d];
+            for (std::int64_t d = 0; d < l.Dkp; ++d) w.dqp[r][d] += ds * w.krows[j * l.Dkp + d];
+        }
+    }
 }
 
 // dK/dV step for key block gb of kv head n2 over the chunk's entries.
@@ -145,6 +187,7 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     // of the step's matmuls, and the only copies of K and V the backward makes.
     block_rows_and_panel<S>(p.k, key0, keys, n2, p.Dk, l.Dkp, l.bsp, w.krows, w.kt);
     block_rows_and_panel<S>(p.v, key0, keys, n2, p.Dv, l.Dvp, l.bsp, w.vrows, w.vt);
+    const bool block_finite = all_finite(w.krows, keys * l.Dkp) && all_finite(w.vrows, keys * l.Dvp);
     const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
@@ -160,6 +203,12 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             w.dqp[r] = ws.dqp.data() + (cell * p.C + slot) * l.Dkp;
             w.stats[r] = ws.stats[static_cast<std::size_t>(cell)];
             w.vis[r] = seg.end - seg.begin;
+        }
+        bool tile_finite = block_finite;
+        for (std::int64_t r = 0; r < rows; ++r) tile_finite = tile_finite && w.stats[r].finite;
+        if (!tile_finite) {
+            block_tile_exact(l, w, rows, static_cast<float>(p.scale), dk, dv);
+            continue;
         }
         gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{w.kt, l.bsp}, StridedC{w.s, l.bsp}, false);
         gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{w.vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
@@ -224,7 +273,8 @@ void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardW
         load_row_f32<S>(p.out, t, h, o, p.Dv);
         ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
                                                            1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                           fma_dot(dO, o, p.Dv)};
+                                                           fma_dot(dO, o, p.Dv),
+                                                           all_finite(q, l.Dkp) && all_finite(dO, l.Dvp)};
     }
 }
 

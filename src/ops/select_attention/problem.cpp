@@ -75,11 +75,18 @@ void read_core_shapes(Problem& pr, const Params& params, const Arg& q, const Arg
     check_dim(topk, 2, pr.C, "selectedBlockCount");
 }
 
-// The longest batch's key count bounds what a block can hold.
+// The longest batch's key count bounds what a block can hold. A row's scores are kept whole (C
+// slots of up to block_len keys): the library takes at most kMaxRowKeys of them, far above any
+// real selection, so that a huge count (e.g. a broadcast topk with C = 2^31) is a clear error
+// rather than tens of GB of scratch.
 void set_block_len(Problem& pr) {
     std::int64_t longest = 1;
     for (std::int64_t b = 0; b < pr.batches.count(); ++b) longest = std::max(longest, pr.batches.key_count(b));
     pr.block_len = std::min(pr.bs, longest);
+    if (pr.C > kMaxRowKeys / pr.block_len)
+        invalid("selectedBlockCount = ", pr.C, " with blocks of up to ", pr.block_len,
+                " keys (min(selectedBlockSize, longest batch)) lets a query row see more than ", kMaxRowKeys,
+                " keys, the most OpenNSA takes");
 }
 
 struct Checker {

@@ -46,6 +46,9 @@ struct Problem {
     TensorView q, k, v, topk, out, out_grad, softmax_max, softmax_sum, dq, dk, dv;
 };
 
+// The most keys a query row may see through its slots: selectedBlockCount x block_len (2^24).
+inline constexpr std::int64_t kMaxRowKeys = std::int64_t{1} << 24;
+
 Problem validate_forward(const ForwardArgs& args, const Params& params);
 Problem validate_backward(const BackwardArgs& args, const Params& params);
 

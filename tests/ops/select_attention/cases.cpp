@@ -108,7 +108,7 @@ Tensors::Tensors(const Case& cs) : c(cs) {
     std::uniform_real_distribution<double> u01(0, 1);
     std::int64_t t = 0;
     for (std::size_t b = 0; b < c.q_lens.size(); ++b) {
-        const std::int64_t blocks = (c.kv_lens[b] + c.bs - 1) / c.bs;
+        const std::int64_t blocks = opennsa::detail::ceil_div(c.kv_lens[b], c.bs);
         for (std::int64_t i = 0; i < c.q_lens[b]; ++i, ++t)
             for (std::int64_t n = 0; n < c.N2; ++n)
                 for (std::int64_t j = 0; j < c.C; ++j) {
