@@ -9,8 +9,7 @@
 // the outputs and checks them against float64 (docs/spec/README.md, 3.3 and 3.4; topk set-wise as
 // 0.6 says). Sizes are within CANN's limits.
 //
-// NOT RUN YET: OpenNSA does not implement aclnnNsaCompressAttention yet; the build compiles this
-// file only (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.
+// Run by ctest as CannProgram.nsa_compress_attention (tests/capi/cann_programs/CMakeLists.txt).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
