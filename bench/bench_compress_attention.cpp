@@ -153,13 +153,14 @@ void BM_CompressTopkSelection(benchmark::State& state) {
     }
     std::vector<float> score(static_cast<std::size_t>(p.max_ns));
     std::vector<std::uint8_t> forced(static_cast<std::size_t>(p.max_ns), 0);
-    std::vector<std::int32_t> order(static_cast<std::size_t>(p.max_ns)), top(kK);
+    std::vector<std::uint64_t> ranking(static_cast<std::size_t>(p.max_ns));
+    std::vector<std::int32_t> top(kK);
     for (auto _ : state) {
         for (std::int64_t t = 0; t < T; ++t)
             for (std::int64_t n2 = 0; n2 < kN2; ++n2) {
                 const float* row = psum.data() + (t % sample) * C;
                 ca::block_scores(p, row, C, p.max_ns, score.data());
-                ca::rank_blocks(score.data(), forced.data(), p.max_ns, kK, order.data(), top.data());
+                ca::rank_blocks(score.data(), forced.data(), p.max_ns, kK, ranking.data(), top.data());
                 benchmark::DoNotOptimize(top.data());
             }
     }

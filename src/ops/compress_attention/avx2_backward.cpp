@@ -238,14 +238,7 @@ NSA_AVX2 void query_step(const Problem& p, const BackwardLayout& l, const Backwa
     float* q = cb.q.data() + (seg.q_off + row0) * l.Dkp;
     float* dO = cb.dO.data() + (seg.q_off + row0) * l.Dvp;
     for (std::int64_t x = 0; x < tokens; ++x) {
-        const std::int64_t i = tile.t0 + x - qs, bound = p.visible_bound(i, C);
-        std::uint8_t* vis = w.vis + x * l.max_np;
-        std::int64_t count = 0;
-        for (std::int64_t j = 0; j < np; ++j) {
-            vis[j] = j < bound && !p.masked(i, j);
-            count += vis[j];
-        }
-        w.count[x] = count;
+        w.count[x] = visibility(p, tile.t0 + x - qs, C, np, w.vis + x * l.max_np);
     }
     for (std::int64_t r = 0; r < rows; ++r) {
         const std::int64_t x = r / p.G, t = tile.t0 + x, h = n2 * p.G + r % p.G;

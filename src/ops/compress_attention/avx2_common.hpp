@@ -4,15 +4,32 @@
 
 #if defined(__x86_64__)
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
+#include "ops/compress_attention/problem.hpp"
 #include "kernels/avx2/core.hpp"
 
 namespace opennsa::detail::compress_attention::avx2 {
 namespace {
 
 using namespace opennsa::detail::avx2;
+
+// The visibility bytes of query position i (batch of C compressed tokens) over positions [0, np):
+// 1 where it sees the position, 0 elsewhere; returns how many it sees. Without a mask a prefix.
+inline std::int64_t visibility(const Problem& p, std::int64_t i, std::int64_t C, std::int64_t np, std::uint8_t* vis) {
+    const std::int64_t bound = std::min(p.visible_bound(i, C), np);
+    std::memset(vis, 1, static_cast<std::size_t>(bound));
+    std::memset(vis + bound, 0, static_cast<std::size_t>(np - bound));
+    if (!p.use_mask) return bound;
+    std::int64_t count = 0;
+    for (std::int64_t j = 0; j < bound; ++j) {
+        vis[j] = !p.masked(i, j);
+        count += vis[j];
+    }
+    return count;
+}
 
 // 8 visibility bytes (0 / 1) as a lane mask.
 NSA_AVX2 inline __m256 lanes_of(const std::uint8_t* vis) {

@@ -86,7 +86,8 @@ struct TileScratch {
     std::uint8_t* vis;    // [tile_tokens][max_np]: 1 where the token sees the position
     std::int64_t* count;  // [tile_tokens] visible positions per token
     std::uint8_t* forced; // [max_ns]
-    std::int32_t* order;  // [max_ns + k]
+    std::uint64_t* ranking;  // [max_ns]
+    std::int32_t* top;       // [k]
 };
 
 // One row in place: s -> E = exp(scale s - max) on visible lanes, 0 elsewhere; returns max, sum.
@@ -133,14 +134,7 @@ NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const Forwa
     const std::int64_t nv = p.visible_bound(tile.t1 - 1 - qs, C);
     const std::int64_t np = padded(nv);
     for (std::int64_t x = 0; x < tokens; ++x) {
-        const std::int64_t i = tile.t0 + x - qs, bound = p.visible_bound(i, C);
-        std::uint8_t* vis = w.vis + x * l.max_np;
-        std::int64_t count = 0;
-        for (std::int64_t j = 0; j < np; ++j) {
-            vis[j] = j < bound && !p.masked(i, j);
-            count += vis[j];
-        }
-        w.count[x] = count;
+        w.count[x] = visibility(p, tile.t0 + x - qs, C, np, w.vis + x * l.max_np);
     }
     const float scale = static_cast<float>(p.scale);
     if (nv > 0) {
@@ -169,15 +163,14 @@ NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const Forwa
         for (std::int64_t r = 0; r < rows; ++r) store_zero_row<S>(p.out, tile.t0 + r / p.G, n2 * p.G + r % p.G, p.Dv);
     }
     // Scores and top-k per token.
-    std::int32_t* top = w.order + p.max_ns;
     for (std::int64_t x = 0; x < tokens; ++x) {
         const std::int64_t i = tile.t0 + x - qs;
         sum_heads(w.s + x * p.G * np, np, w.inv + x * p.G, p.G, np, w.psum);
         if (np < C) std::fill(w.psum + np, w.psum + C, 0.0f);  // positions past the tile's reach
         block_scores(p, w.psum, C, ns, w.score);
         for (std::int64_t J = 0; J < ns; ++J) w.forced[J] = p.forced(i, J);
-        rank_blocks(w.score, w.forced, ns, p.sel_count, w.order, top);
-        for (std::int64_t s = 0; s < p.sel_count; ++s) *element<std::int32_t>(p.topk, tile.t0 + x, n2, s) = top[s];
+        rank_blocks(w.score, w.forced, ns, p.sel_count, w.ranking, w.top);
+        for (std::int64_t s = 0; s < p.sel_count; ++s) *element<std::int32_t>(p.topk, tile.t0 + x, n2, s) = w.top[s];
     }
 }
 
@@ -208,7 +201,8 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<std::uint8_t> bytes(tw * static_cast<std::size_t>(checked_add(
                                              checked_product({l.tile_tokens, l.max_np}, "the tile scratch"), p.max_ns, "the tile scratch")));
     std::vector<std::int64_t> counts(tw * static_cast<std::size_t>(l.tile_tokens));
-    std::vector<std::int32_t> ranks(tw * static_cast<std::size_t>(p.max_ns + p.sel_count));
+    std::vector<std::uint64_t> ranking(tw * static_cast<std::size_t>(p.max_ns));
+    std::vector<std::int32_t> tops(tw * static_cast<std::size_t>(p.sel_count));
     const auto scratch_of = [&](int worker) {
         float* f = scratch.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(floats);
         std::uint8_t* u = bytes.data() + static_cast<std::size_t>(worker) * (bytes.size() / tw);
@@ -222,7 +216,8 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
         w.vis = u;
         w.forced = u + l.tile_tokens * l.max_np;
         w.count = counts.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(l.tile_tokens);
-        w.order = ranks.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns + p.sel_count);
+        w.ranking = ranking.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns);
+        w.top = tops.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.sel_count);
         return w;
     };
     for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {

@@ -55,7 +55,8 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
     std::vector<A> scratch(static_cast<std::size_t>(checked_product({threads, row_scratch}, "the row scratch")));
     std::vector<std::int64_t> visible(tw * static_cast<std::size_t>(p.max_c));
     std::vector<std::uint8_t> forced(tw * static_cast<std::size_t>(p.max_ns));
-    std::vector<std::int32_t> order(tw * static_cast<std::size_t>(p.max_ns + p.sel_count));
+    std::vector<std::uint64_t> ranking(tw * static_cast<std::size_t>(p.max_ns));
+    std::vector<std::int32_t> tops(tw * static_cast<std::size_t>(p.sel_count));
     const A scale = static_cast<A>(static_cast<float>(p.scale));
     const std::vector<QueryTile> tiles = query_tiles(p, kTileTokens);
 
@@ -71,7 +72,8 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
         A* score = psum + p.max_c;
         std::int64_t* vis = visible.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_c);
         std::uint8_t* frc = forced.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns);
-        std::int32_t* ord = order.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns + p.sel_count);
+        std::uint64_t* rk = ranking.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.max_ns);
+        std::int32_t* top = tops.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(p.sel_count);
         const A* K = kv.k.data() + n2 * keys * p.Dk;
         const A* V = kv.v.data() + n2 * keys * p.Dv;
         for (std::int64_t t = tile.t0; t < tile.t1; ++t) {
@@ -111,8 +113,7 @@ void forward_impl(const Problem& p, std::span<std::byte> workspace) {
             }
             block_scores(p, psum, C, ns, score);
             for (std::int64_t J = 0; J < ns; ++J) frc[J] = p.forced(i, J);
-            std::int32_t* top = ord + p.max_ns;
-            rank_blocks(score, frc, ns, p.sel_count, ord, top);
+            rank_blocks(score, frc, ns, p.sel_count, rk, top);
             for (std::int64_t x = 0; x < p.sel_count; ++x) *element<std::int32_t>(p.topk, t, n2, x) = top[x];
         }
     });

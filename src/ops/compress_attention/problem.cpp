@@ -1,5 +1,7 @@
 #include "ops/compress_attention/problem.hpp"
 
+#include <limits>
+
 #include "core/validate.hpp"
 
 namespace opennsa::detail::compress_attention {
@@ -107,6 +109,10 @@ void set_batch_extremes(Problem& pr) {
         pr.max_c = std::max(pr.max_c, pr.batches.key_count(b));
     }
     pr.max_ns = ceil_div(pr.max_c, pr.m);
+    // topkIndicesOut is int32: every block index of a batch must fit.
+    if (pr.max_ns > std::numeric_limits<std::int32_t>::max())
+        invalid("actualCmpSeqKvLenOptional: a batch of ", pr.max_c, " compressed tokens has ", pr.max_ns,
+                " selection blocks of ", pr.m, " tokens; topkIndicesOut (int32) holds block indices below 2^31");
 }
 
 // The masks' rules once the batches are known: attenMask covers [maxS1, maxC] when it is read,

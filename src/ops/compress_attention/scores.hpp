@@ -3,8 +3,11 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "ops/compress_attention/problem.hpp"
@@ -65,17 +68,46 @@ struct RankBefore {
     }
 };
 
-// topk[0, k) = the first k blocks of the ranking of score[0, ns) (ns > 0), -1 past ns. order: ns
-// entries of scratch.
+// The ranking as one 64-bit key per block for fp32 scores, larger = earlier: forced, then NaN,
+// then the score's order-preserving bits (-0 counted as +0), and ~J below so that equal scores
+// rank by ascending index. Sorting keys is the same total order as RankBefore, only cheaper.
+inline std::uint64_t rank_key(float score, bool forced, std::int64_t J) noexcept {
+    std::uint32_t high = 0xFFFFFFFFu;
+    if (!forced) {
+        if (std::isnan(score)) {
+            high = 0xFFFFFFFEu;
+        } else {
+            const std::uint32_t u = std::bit_cast<std::uint32_t>(score == 0.0f ? 0.0f : score);
+            high = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // at most 0xFF800000 (+inf)
+        }
+    }
+    return (std::uint64_t{high} << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(J));
+}
+
+// topk[0, k) = the first k blocks of the ranking of score[0, ns), -1 past ns (ns < 2^31, which
+// validation ensures). scratch: ns entries. A partial selection (nth_element on the k-th, then a
+// sort of the k): the order is total, so any selection algorithm gives the same result.
 template <class A>
-void rank_blocks(const A* score, const std::uint8_t* forced, std::int64_t ns, std::int64_t k, std::int32_t* order,
+void rank_blocks(const A* score, const std::uint8_t* forced, std::int64_t ns, std::int64_t k, std::uint64_t* scratch,
                  std::int32_t* topk) {
-    for (std::int64_t J = 0; J < ns; ++J) order[J] = static_cast<std::int32_t>(J);
-    const RankBefore<A> before{score, forced};
     const std::int64_t kept = std::min(ns, k);
-    if (kept < ns) std::nth_element(order, order + kept - 1, order + ns, before);
-    std::sort(order, order + kept, before);
-    for (std::int64_t s = 0; s < kept; ++s) topk[s] = order[s];
+    if constexpr (std::is_same_v<A, float>) {
+        for (std::int64_t J = 0; J < ns; ++J) scratch[J] = rank_key(score[J], forced[J] != 0, J);
+        const auto later = std::greater<std::uint64_t>();
+        if (kept < ns) std::nth_element(scratch, scratch + kept - 1, scratch + ns, later);
+        std::sort(scratch, scratch + kept, later);
+        for (std::int64_t s = 0; s < kept; ++s)
+            topk[s] = static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(scratch[s]));
+    } else {
+        for (std::int64_t J = 0; J < ns; ++J) scratch[J] = static_cast<std::uint64_t>(J);
+        const RankBefore<A> before{score, forced};
+        const auto by_rank = [&](std::uint64_t a, std::uint64_t b) {
+            return before(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
+        };
+        if (kept < ns) std::nth_element(scratch, scratch + kept - 1, scratch + ns, by_rank);
+        std::sort(scratch, scratch + kept, by_rank);
+        for (std::int64_t s = 0; s < kept; ++s) topk[s] = static_cast<std::int32_t>(scratch[s]);
+    }
     for (std::int64_t s = kept; s < k; ++s) topk[s] = -1;
 }
 

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "ops/compress_attention/cases.hpp"
+#include "ops/compress_attention/scores.hpp"
 
 using namespace nsa_test;
 
@@ -246,5 +247,32 @@ TEST(CompressReference, LibraryFp64BackwardIsTheGradientOfTheForward) {
         check_gradient(t, t.q, t.dq.dense(), w, "dq");
         check_gradient(t, t.k, t.dk.dense(), w, "dk");
         check_gradient(t, t.v, t.dv.dense(), w, "dv");
+    }
+}
+
+TEST(CompressRanking, KeyedFp32RankingEqualsTheComparatorAndTheReference) {
+    // rank_blocks<float> sorts 64-bit keys, rank_blocks<double> the comparator; both against the
+    // reference's stable sort, on scores with NaN, +-0, negatives, infinities, ties and forced blocks.
+    std::mt19937_64 rng(case_seed(404));
+    const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(), -1.5f, 1.0f, 1e-40f};
+    for (int round = 0; round < 500; ++round) {
+        const std::int64_t ns = std::uniform_int_distribution<std::int64_t>(1, 70)(rng);
+        const std::int64_t k = std::uniform_int_distribution<std::int64_t>(1, 80)(rng);
+        std::vector<float> sf(static_cast<std::size_t>(ns));
+        std::vector<double> sd(sf.size());
+        std::vector<std::uint8_t> forced(sf.size());
+        for (std::size_t J = 0; J < sf.size(); ++J) {
+            const auto pick = rng() % 4;
+            sf[J] = pick == 0 ? specials[rng() % 8] : pick == 1 ? static_cast<float>(rng() % 4) : std::ldexp(static_cast<float>(rng() % 1000), -7);
+            sd[J] = sf[J];
+            forced[J] = rng() % 7 == 0;
+        }
+        std::vector<std::uint64_t> scratch(sf.size());
+        std::vector<std::int32_t> by_key(static_cast<std::size_t>(k)), by_comparator(static_cast<std::size_t>(k));
+        ca::rank_blocks(sf.data(), forced.data(), ns, k, scratch.data(), by_key.data());
+        ca::rank_blocks(sd.data(), forced.data(), ns, k, scratch.data(), by_comparator.data());
+        ASSERT_EQ(by_key, by_comparator) << "round " << round;
+        ASSERT_EQ(by_key, ca::reference::rank(sd, forced, k)) << "round " << round;
     }
 }

@@ -227,3 +227,27 @@ TEST(CompressValidation, SelectionBlockCountsAreNeverRead) {
     EXPECT_NO_THROW(opennsa::compress_attention(t.forward_args(), p));
     EXPECT_TRUE(t.topk_fully_written());
 }
+
+TEST(CompressValidation, BlockIndicesMustFitInt32) {
+    // 2^31 + 5 compressed tokens (a stride-0 view, no memory) in blocks of 1: their indices do not
+    // fit topkIndicesOut's int32.
+    CompressTensors t(small());
+    FA fa = t.forward_args();
+    P params = t.params;
+    const std::int64_t C = (std::int64_t{1} << 31) + 5;
+    fa.key = TensorView::strided(t.k.bytes.data(), DType::bf16, {C, 2, 8}, {0, 0, 1});
+    fa.value = TensorView::strided(t.v.bytes.data(), DType::bf16, {C, 2, 6}, {0, 0, 1});
+    fa.atten_mask = {};
+    fa.topk_mask = {};
+    params.compress_block_size = params.compress_stride = params.select_block_size = 1;
+    params.cu_seqlens_q = std::vector<std::int64_t>{10, 17};
+    params.cu_seqlens_cmp_kv = std::vector<std::int64_t>{4, C};
+    try {
+        opennsa::compress_attention(fa, params);
+        ADD_FAILURE() << "no error raised";
+    } catch (const opennsa::Error& e) {
+        EXPECT_EQ(e.code(), kInvalid);
+        EXPECT_NE(std::string(e.what()).find("topkIndicesOut (int32)"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(untouched(t, true));
+}
