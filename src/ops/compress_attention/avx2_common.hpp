@@ -4,7 +4,6 @@
 
 #if defined(__x86_64__)
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -20,8 +19,7 @@ using namespace opennsa::detail::avx2;
 // 1 where it sees the position, 0 elsewhere; returns how many it sees. Without a mask a prefix.
 inline std::int64_t visibility(const Problem& p, std::int64_t i, std::int64_t C, std::int64_t np, std::uint8_t* vis) {
     const std::int64_t bound = std::min(p.visible_bound(i, C), np);
-    std::memset(vis, 1, static_cast<std::size_t>(bound));
-    std::memset(vis + bound, 0, static_cast<std::size_t>(np - bound));
+    for (std::int64_t j = 0; j < np; ++j) vis[j] = j < bound;
     if (!p.use_mask) return bound;
     std::int64_t count = 0;
     for (std::int64_t j = 0; j < bound; ++j) {

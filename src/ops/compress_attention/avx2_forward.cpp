@@ -113,14 +113,16 @@ NSA_AVX2 void softmax_row(float* s, const std::uint8_t* vis, std::int64_t np, fl
     *sum_out = hsum(sum);
 }
 
-// psum[j] = sum_g E[g][j] * inv[g] for j < np, the G rows of one token (in order).
+// psum[j] = sum_g E[g][j] * inv[g] for j < np, the G rows of one token (in order), 0 where the
+// token does not see j: a NaN row has inv = NaN, and 0 * NaN must not reach a block the token does
+// not see.
 NSA_AVX2 void sum_heads(const float* e, std::int64_t lds, const float* inv, std::int64_t G, std::int64_t np,
-                        float* psum) {
+                        const std::uint8_t* vis, float* psum) {
     for (std::int64_t j0 = 0; j0 < np; j0 += kLanes) {
         __m256 acc = _mm256_setzero_ps();
         for (std::int64_t g = 0; g < G; ++g)
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(e + g * lds + j0), _mm256_set1_ps(inv[g]), acc);
-        _mm256_storeu_ps(psum + j0, acc);
+        _mm256_storeu_ps(psum + j0, _mm256_and_ps(acc, lanes_of(vis + j0)));
     }
 }
 
@@ -165,7 +167,7 @@ NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const Forwa
     // Scores and top-k per token.
     for (std::int64_t x = 0; x < tokens; ++x) {
         const std::int64_t i = tile.t0 + x - qs;
-        sum_heads(w.s + x * p.G * np, np, w.inv + x * p.G, p.G, np, w.psum);
+        sum_heads(w.s + x * p.G * np, np, w.inv + x * p.G, p.G, np, w.vis + x * l.max_np, w.psum);
         if (np < C) std::fill(w.psum + np, w.psum + C, 0.0f);  // positions past the tile's reach
         block_scores(p, w.psum, C, ns, w.score);
         for (std::int64_t J = 0; J < ns; ++J) w.forced[J] = p.forced(i, J);

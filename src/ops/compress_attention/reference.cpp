@@ -134,6 +134,9 @@ BackwardResult backward(const Problem& p) {
     r.dq.assign(idx(p.T1 * p.N1 * p.Dk), 0.0);
     r.dk.assign(idx(p.T2 * p.N2 * p.Dk), 0.0);
     r.dv.assign(idx(p.T2 * p.N2 * p.Dv), 0.0);
+    r.dq_abs.assign(r.dq.size(), 0.0);
+    r.dk_abs.assign(r.dk.size(), 0.0);
+    r.dv_abs.assign(r.dv.size(), 0.0);
     const Dense q(p.q), k(p.k), v(p.v), o(p.out), dO(p.out_grad);
     const double scale = static_cast<float>(p.scale);
     for (std::int64_t b = 0; b < p.batches.count(); ++b) {
@@ -153,14 +156,21 @@ BackwardResult backward(const Problem& p) {
                     const std::int64_t key = kv0 + j;
                     const double s = scale * dot(q.row(t, h), k.row(key, n2), p.Dk);
                     const double P = std::exp(s - mx) / sum;
-                    const double dS = P * (dot(dO.row(t, h), v.row(key, n2), p.Dv) - Dt);
-                    double* dk = &r.dk[idx((key * p.N2 + n2) * p.Dk)];
-                    double* dv = &r.dv[idx((key * p.N2 + n2) * p.Dv)];
+                    const double dP = dot(dO.row(t, h), v.row(key, n2), p.Dv);
+                    const double dS = P * (dP - Dt);
+                    const double dS_abs = std::abs(P) * (std::abs(dP) + std::abs(Dt));
+                    const std::size_t at_k = idx((key * p.N2 + n2) * p.Dk), at_v = idx((key * p.N2 + n2) * p.Dv);
+                    const std::size_t at_q = idx((t * p.N1 + h) * p.Dk);
                     for (std::int64_t e = 0; e < p.Dk; ++e) {
                         dq[e] += scale * dS * k.row(key, n2)[e];
-                        dk[e] += scale * dS * q.row(t, h)[e];
+                        r.dk[at_k + idx(e)] += scale * dS * q.row(t, h)[e];
+                        r.dq_abs[at_q + idx(e)] += std::abs(scale) * dS_abs * std::abs(k.row(key, n2)[e]);
+                        r.dk_abs[at_k + idx(e)] += std::abs(scale) * dS_abs * std::abs(q.row(t, h)[e]);
                     }
-                    for (std::int64_t e = 0; e < p.Dv; ++e) dv[e] += P * dO.row(t, h)[e];
+                    for (std::int64_t e = 0; e < p.Dv; ++e) {
+                        r.dv[at_v + idx(e)] += P * dO.row(t, h)[e];
+                        r.dv_abs[at_v + idx(e)] += std::abs(P) * std::abs(dO.row(t, h)[e]);
+                    }
                 }
             }
         }

@@ -26,6 +26,9 @@ struct BackwardResult {
     std::vector<double> dq;  // [T1][N1][Dk]
     std::vector<double> dk;  // [T2][N2][Dk]
     std::vector<double> dv;  // [T2][N2][Dv]
+    // The same sums over the terms' magnitudes, dS counted as P (|dP| + |D|): the scale of the
+    // rounding an fp32 evaluation makes where the terms cancel (tests use it as a floor).
+    std::vector<double> dq_abs, dk_abs, dv_abs;
 };
 
 // Reads p.q, p.k, p.v and the masks (any float dtype, any strides).

@@ -284,6 +284,28 @@ void CompressTensors::set_forward_from_reference() {
     return close(g, r, tol, what);
 }
 
+::testing::AssertionResult close_gradient(const std::vector<double>& got, const std::vector<double>& ref,
+                                          const std::vector<double>& magnitude, double tol, const char* what) {
+    ::testing::AssertionResult plain = close_with_nan(got, ref, tol, what);
+    if (plain) return plain;
+    double err2 = 0, mag2 = 0, max_err = 0, max_mag = 0;
+    for (std::size_t x = 0; x < got.size(); ++x) {
+        if (!std::isfinite(ref[x]) || !std::isfinite(magnitude[x])) {
+            const bool same = std::isnan(ref[x]) ? std::isnan(got[x]) : got[x] == ref[x];
+            if (!same) return plain;
+            continue;
+        }
+        const double e = std::abs(got[x] - ref[x]);
+        if (!(e <= 1e300)) return plain;  // NaN where the reference is finite
+        err2 += e * e;
+        mag2 += magnitude[x] * magnitude[x];
+        max_err = std::max(max_err, e);
+        max_mag = std::max(max_mag, magnitude[x]);
+    }
+    if (std::sqrt(err2) <= tol * std::sqrt(mag2) && max_err <= 4 * tol * max_mag) return ::testing::AssertionSuccess();
+    return plain << "; against the terms' magnitudes too: error " << std::sqrt(err2) << " vs " << tol * std::sqrt(mag2);
+}
+
 ::testing::AssertionResult stats_ok(const CompressTensors& t, const ca::reference::ForwardResult& ref) {
     const ca::Problem p = t.forward_problem();
     auto copies_equal = [&](std::int64_t r, std::int64_t h) {

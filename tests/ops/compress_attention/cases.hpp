@@ -81,6 +81,12 @@ struct CompressTensors {
 ::testing::AssertionResult close_with_nan(const std::vector<double>& got, const std::vector<double>& ref, double tol,
                                           const char* what);
 
+// Gradients: close_with_nan, or, where the terms cancel, an error within tol of the terms'
+// magnitudes (the reference's *_abs sums: relative Frobenius error against them <= tol and max
+// error <= 4 tol max magnitude). A wrong or missing term is an error of a term's size, far above.
+::testing::AssertionResult close_gradient(const std::vector<double>& got, const std::vector<double>& ref,
+                                          const std::vector<double>& magnitude, double tol, const char* what);
+
 // Statistics (in the case's layout): log(sum) + max within 1e-3 of the reference log-sum-exp;
 // rows that see nothing (and padding rows) exactly 0; NaN where the reference is NaN; the 8 copies
 // of a row bitwise equal.
