@@ -67,11 +67,16 @@ struct BackwardLayout {
     explicit BackwardLayout(const Problem& p)
         : keys(p.batches.valid_keys()), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)), ldk(padded(keys) + kLanes),
           max_np(padded(p.max_c)) {
-        tile_tokens = std::max<std::int64_t>(1, kRowTarget / p.G);
-        max_rows = checked_product({tile_tokens, p.G}, "the tile rows");
-        tiles = query_tiles(p, tile_tokens);
         const std::int64_t forced = chunk_bytes_override.load(std::memory_order_relaxed);
         const std::int64_t budget = forced > 0 ? forced : kChunkBytes;
+        // About kRowTarget rows per tile, fewer when a tile's P and dS (all heads, the longest
+        // batch) would not fit kChunkBytes: at least one token (G rows), so a chunk holds at
+        // least N1 x maxC x 8 bytes of them.
+        const std::int64_t token_bytes =
+            checked_product({p.N1, round_up(std::max<std::int64_t>(p.max_c, 1), kKeyTile), 8}, "the backward chunk");
+        tile_tokens = std::max<std::int64_t>(1, std::min(kRowTarget / p.G, kChunkBytes / token_bytes));
+        max_rows = checked_product({tile_tokens, p.G}, "the tile rows");
+        tiles = query_tiles(p, tile_tokens);
         std::int64_t chunk_bytes = 0;  // P + dS of the chunk being built
         const auto seg_bytes = [&](std::int64_t tokens, std::int64_t ld) {
             return checked_product({p.N1, tokens, ld, 8}, "the backward chunk");
