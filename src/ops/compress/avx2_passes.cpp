@@ -138,7 +138,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     const BackwardPlan plan = backward_plan(p);
     Carver carver(workspace.data());
     float* partials = carve_partials<float>(p, plan, carver).data();
-    const std::int64_t D = p.D, slab = p.l * p.N;
+    const std::int64_t D = p.D, slab = plan.partial_rows * p.N;
     const bool g_unit = p.output_grad.strides[2] == 1;
     // Per worker: the widened input row, the inputGrad accumulator and (for an outputGrad whose
     // rows are not contiguous) one widened outputGrad row.

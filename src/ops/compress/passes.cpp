@@ -47,7 +47,7 @@ void backward_generic(const Problem& p, std::span<std::byte> workspace) {
     const BackwardPlan plan = backward_plan(p);
     Carver carver(workspace.data());
     A* partials = carve_partials<A>(p, plan, carver).data();
-    const std::int64_t D = p.D, slab = p.l * p.N;
+    const std::int64_t D = p.D, slab = plan.partial_rows * p.N;
     // Per worker: the input row, one outputGrad row and the inputGrad accumulator.
     std::vector<A> scratch(static_cast<std::size_t>(checked_product({threads, 3, D}, "the row scratch")));
     parallel_for(plan.tasks, threads, [&](std::int64_t task, int worker) {

@@ -32,12 +32,16 @@ inline constexpr std::int64_t kPartialElements = std::int64_t{1} << 22;
 struct BackwardPlan {
     std::int64_t rows_per_task = kInputRowsPerTask;
     std::int64_t tasks = 0;
+    // Rows of each [partial_rows, N] partial: l, or 0 when no window fits (Tc = 0: weightGrad is 0).
+    // Never a nominal l: when Tc > 0, l <= the longest batch <= T, the rows of inputGradOut.
+    std::int64_t partial_rows = 0;
 };
 
 inline BackwardPlan backward_plan(const Problem& p) {
     BackwardPlan plan;
-    const std::int64_t per_task = checked_product({p.l, p.N}, "the weight-gradient partial");
-    const std::int64_t max_tasks = std::max<std::int64_t>(1, kPartialElements / per_task);
+    plan.partial_rows = p.Tc > 0 ? p.l : 0;
+    const std::int64_t per_task = checked_product({plan.partial_rows, p.N}, "the weight-gradient partial");
+    const std::int64_t max_tasks = per_task == 0 ? p.T : std::max<std::int64_t>(1, kPartialElements / per_task);
     if (ceil_div(p.T, plan.rows_per_task) > max_tasks) plan.rows_per_task = ceil_div(p.T, max_tasks);
     plan.tasks = ceil_div(p.T, plan.rows_per_task);
     return plan;
@@ -46,7 +50,7 @@ inline BackwardPlan backward_plan(const Problem& p) {
 // The workspace of the backward: one [l, N] partial per task, in the accumulation type A.
 template <class A>
 std::span<A> carve_partials(const Problem& p, const BackwardPlan& plan, Carver& c) {
-    return c.take<A>({plan.tasks, p.l, p.N});
+    return c.take<A>({plan.tasks, plan.partial_rows, p.N});
 }
 
 // The batch of compressed row o (o < Tc): the last b with out[b] <= o (empty batches skipped).
@@ -101,10 +105,12 @@ void for_each_output_row(const Problem& p, std::int64_t o0, std::int64_t o1, Fn&
     }
 }
 
-// weightGradOut[r, h] = the sum of the tasks' partials, in task order, rounded once.
+// weightGradOut[r, h] = the sum of the tasks' partials, in task order, rounded once (0 when no
+// window fits).
 template <class S>
 void reduce_weight_grad(const Problem& p, const BackwardPlan& plan, const Accum<S>* partials, int threads) {
     using A = Accum<S>;
+    if (plan.partial_rows == 0) return zero_view(p.weight_grad);
     constexpr std::int64_t kRows = 64;
     const std::int64_t slab = p.l * p.N;
     parallel_for(ceil_div(p.l, kRows), threads, [&](std::int64_t task, int) {
