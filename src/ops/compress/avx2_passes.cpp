@@ -8,7 +8,9 @@
 // Backward, per (input row, head): the input row is widened once; for each covering window c
 // (ascending) the outputGrad row is read once and serves both the inputGrad accumulation
 // (acc += w[r, h] * g) and the weight-gradient term dot(g, x).
-// Rows with an inner stride other than 1 are read lane by lane (the same order of operations).
+// When the rows are contiguous and at most 4 windows cover the row (l <= 4d), the inputGrad block
+// stays in registers across the windows (gather_row_blocked); otherwise it is accumulated in an
+// fp32 row (gather_window). Rows with an inner stride other than 1 are read lane by lane.
 #include "ops/compress/avx2.hpp"
 
 #if defined(__x86_64__)
@@ -132,6 +134,67 @@ NSA_AVX2 float gather_window(const G* g, const float* x, float w, float* acc, st
     return hsum(_mm256_add_ps(_mm256_add_ps(d0, d1), _mm256_add_ps(d2, d3))) + tail;
 }
 
+// The common case of the backward: contiguous rows and at most kRegWindows covering windows
+// (l <= 4d). D in blocks of 16 lanes; the inputGrad block stays in registers across the windows
+// and is rounded straight into the output, and each window's dot(g, x) keeps two register
+// accumulators. dots[j] receives window j's weight-gradient term.
+inline constexpr int kRegWindows = 4;
+
+template <class S, int M>
+NSA_AVX2 void gather_row_blocked(const S* x, const S* const* g, const float* w, S* dst, std::int64_t D, float* dots) {
+    __m256 dot[M][2];
+    for (int j = 0; j < M; ++j) dot[j][0] = dot[j][1] = _mm256_setzero_ps();
+    std::int64_t e = 0;
+    for (; e + 2 * kLanes <= D; e += 2 * kLanes) {
+        const __m256 x0 = load8(x + e), x1 = load8(x + e + kLanes);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        for (int j = 0; j < M; ++j) {
+            const __m256 vw = _mm256_broadcast_ss(w + j);
+            const __m256 g0 = load8(g[j] + e), g1 = load8(g[j] + e + kLanes);
+            a0 = _mm256_fmadd_ps(vw, g0, a0);
+            a1 = _mm256_fmadd_ps(vw, g1, a1);
+            dot[j][0] = _mm256_fmadd_ps(g0, x0, dot[j][0]);
+            dot[j][1] = _mm256_fmadd_ps(g1, x1, dot[j][1]);
+        }
+        store8(dst + e, a0);
+        store8(dst + e + kLanes, a1);
+    }
+    if (e + kLanes <= D) {
+        const __m256 x0 = load8(x + e);
+        __m256 a0 = _mm256_setzero_ps();
+        for (int j = 0; j < M; ++j) {
+            const __m256 g0 = load8(g[j] + e);
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), g0, a0);
+            dot[j][0] = _mm256_fmadd_ps(g0, x0, dot[j][0]);
+        }
+        store8(dst + e, a0);
+        e += kLanes;
+    }
+    float tail[M] = {};
+    for (; e < D; ++e) {
+        const float xv = load_acc(x + e);
+        float a = 0.0f;
+        for (int j = 0; j < M; ++j) {
+            const float gv = load_acc(g[j] + e);
+            a = std::fma(w[j], gv, a);
+            tail[j] = std::fma(gv, xv, tail[j]);
+        }
+        store_acc(dst + e, a);
+    }
+    for (int j = 0; j < M; ++j) dots[j] = hsum(_mm256_add_ps(dot[j][0], dot[j][1])) + tail[j];
+}
+
+template <class S>
+NSA_AVX2 void gather_row_blocked(int m, const S* x, const S* const* g, const float* w, S* dst, std::int64_t D,
+                                 float* dots) {
+    switch (m) {
+        case 1: return gather_row_blocked<S, 1>(x, g, w, dst, D, dots);
+        case 2: return gather_row_blocked<S, 2>(x, g, w, dst, D, dots);
+        case 3: return gather_row_blocked<S, 3>(x, g, w, dst, D, dots);
+        default: return gather_row_blocked<S, 4>(x, g, w, dst, D, dots);
+    }
+}
+
 template <class S>
 void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     const int threads = thread_count();
@@ -140,6 +203,7 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     float* partials = carve_partials<float>(p, plan, carver).data();
     const std::int64_t D = p.D, slab = plan.partial_rows * p.N;
     const bool g_unit = p.output_grad.strides[2] == 1;
+    const bool all_unit = g_unit && p.input.strides[2] == 1 && p.input_grad.strides[2] == 1;
     // Per worker: the widened input row, the inputGrad accumulator and (for an outputGrad whose
     // rows are not contiguous) one widened outputGrad row.
     std::vector<float> scratch(static_cast<std::size_t>(checked_product({threads, 3, D}, "the row scratch")));
@@ -154,7 +218,20 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
             p, t0, t1,
             [&](std::int64_t t, std::int64_t batch, Cover cv) {
                 const std::int64_t pos = t - p.batches.in[batch], o_b = p.batches.out[batch];
+                const std::int64_t m = cv.last - cv.first + 1;
                 for (std::int64_t h = 0; h < p.N; ++h) {
+                    if (all_unit && m <= kRegWindows) {
+                        const S* g[kRegWindows];
+                        float w[kRegWindows], dots[kRegWindows];
+                        for (std::int64_t j = 0; j < m; ++j) {
+                            g[j] = element<const S>(p.output_grad, o_b + cv.first + j, h, 0);
+                            w[j] = load_acc(element<const S>(p.weight, pos - (cv.first + j) * p.d, h));
+                        }
+                        gather_row_blocked<S>(static_cast<int>(m), element<const S>(p.input, t, h, 0), g, w,
+                                              element<S>(p.input_grad, t, h, 0), D, dots);
+                        for (std::int64_t j = 0; j < m; ++j) part[(pos - (cv.first + j) * p.d) * p.N + h] += dots[j];
+                        continue;
+                    }
                     load_row_f32<S>(p.input, t, h, x, D);
                     std::fill(acc, acc + D, 0.0f);
                     for (std::int64_t c = cv.first; c <= cv.last; ++c) {
