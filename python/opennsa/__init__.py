@@ -15,11 +15,14 @@ import torch
 
 from . import _library  # noqa: F401  (loads the compiled operators)
 from . import _select_attention as _ops
+from ._compress import npu_nsa_compress, npu_nsa_compress_grad
 from ._compress_attention import npu_nsa_compress_attention
 
 __all__ = [
     "npu_nsa_select_attention",
     "npu_nsa_select_attention_grad",
+    "npu_nsa_compress",
+    "npu_nsa_compress_grad",
     "npu_nsa_compress_attention",
     "set_num_threads",
     "get_num_threads",
