@@ -1,7 +1,9 @@
-// opennsa-bench: times the forward / backward on NSA-like selections and reports GFLOP/s against
-// this machine's measured fp32 FMA peak (DESIGN.md's FLOP convention).
+// opennsa-bench: times the operators on NSA-like inputs and reports the attention ones in GFLOP/s
+// against this machine's measured fp32 FMA peak (DESIGN.md's FLOP convention, visible pairs only)
+// and the memory-bound compression in GB/s against its measured streaming bandwidth.
 //
 //   opennsa-bench --preset bwd-bf16-n64 --json
+//   opennsa-bench --preset cattn-fwd-bf16-n64 --preset compress-bf16
 //   opennsa-bench --op backward --dtype bf16 --T 4096 --N1 16 --N2 1 --threads 2 --reps 5
 //   opennsa-bench --peak
 //   opennsa-bench --preset bwd-bf16-n64 --threads 2 --scaling   # 1 vs 2 threads, interleaved
@@ -33,13 +35,24 @@ using opennsa::DType;
 using opennsa::TensorView;
 using Clock = std::chrono::steady_clock;
 
+// op: the selected attention's "forward" / "backward"; "compress" / "compress-grad" (of the keys:
+// N2 heads of Dk); "compress-attention" / "compress-attention-grad" (built-in causal rule,
+// sparse_mode 2, over the C(T) compressed tokens of compression l, stride d; bs and C are l' and k).
 struct Workload {
     std::string name = "custom";
     std::string op = "backward";
     DType dtype = DType::bf16;
     std::int64_t T = 8192, N1 = 64, N2 = 4, Dk = 192, Dv = 128, bs = 64, C = 16;
+    std::int64_t l = 32, d = 16;  // compression block and stride
     bool causal = true;
 };
+
+bool is_select(const Workload& w) { return w.op == "forward" || w.op == "backward"; }
+bool is_compress(const Workload& w) { return w.op == "compress" || w.op == "compress-grad"; }
+bool is_compress_attention(const Workload& w) {
+    return w.op == "compress-attention" || w.op == "compress-attention-grad";
+}
+std::int64_t compressed_tokens(const Workload& w) { return w.T >= w.l ? (w.T - w.l) / w.d + 1 : 0; }
 
 struct Preset {
     const char* name;
@@ -58,11 +71,42 @@ constexpr Preset kPresets[] = {
     {"bwd-bf16-g4", "backward", DType::bf16, 4096, 16, 4},
     {"bwd-bf16-g2", "backward", DType::bf16, 4096, 16, 8},
     {"bwd-bf16-g1", "backward", DType::bf16, 4096, 16, 16},
+    // The training family (l = 32, d = 16, l' = 64, k = 16, built-in causal rule).
+    {"cattn-fwd-bf16-n64", "compress-attention", DType::bf16, 8192, 64, 4},
+    {"cattn-fwd-f16-n64", "compress-attention", DType::f16, 8192, 64, 4},
+    {"cattn-bwd-bf16-n64", "compress-attention-grad", DType::bf16, 8192, 64, 4},
+    {"cattn-bwd-f16-n64", "compress-attention-grad", DType::f16, 8192, 64, 4},
+    {"compress-bf16", "compress", DType::bf16, 8192, 64, 4},
+    {"compress-f16", "compress", DType::f16, 8192, 64, 4},
+    {"compress-grad-bf16", "compress-grad", DType::bf16, 8192, 64, 4},
+    {"compress-grad-f16", "compress-grad", DType::f16, 8192, 64, 4},
 };
 
+// Visible (query, compressed key) pairs per query head under the built-in causal rule: query i
+// sees compressed token j iff j*d + l - 1 <= i.
+double compressed_pairs(const Workload& w) {
+    const std::int64_t C = compressed_tokens(w);
+    double pairs = 0;
+    for (std::int64_t i = w.l - 1; i < w.T; ++i) pairs += double(std::min(C, (i - w.l + 1) / w.d + 1));
+    return pairs;
+}
+
 double flops(const Workload& w) {
+    if (is_compress_attention(w)) {
+        const double base = 2.0 * double(w.N1) * compressed_pairs(w);
+        return w.op == "compress-attention" ? base * double(w.Dk + w.Dv) : base * double(3 * w.Dk + 2 * w.Dv);
+    }
     const double base = 2.0 * double(w.T) * double(w.N1) * double(w.C) * double(w.bs);
     return w.op == "forward" ? base * double(w.Dk + w.Dv) : base * double(3 * w.Dk + 2 * w.Dv);
+}
+
+// Bytes the compression must move at the least: its inputs read once, its outputs written once.
+double compress_bytes(const Workload& w) {
+    const double e = double(opennsa::dtype_size(w.dtype));
+    const double in = double(w.T) * double(w.N2) * double(w.Dk) * e;
+    const double out = double(compressed_tokens(w)) * double(w.N2) * double(w.Dk) * e;
+    const double weight = double(w.l) * double(w.N2) * e;
+    return w.op == "compress" ? in + out + weight : out + 2 * in + 2 * weight;  // grad: read dOut, input; write dInput
 }
 
 // ---- peak ---------------------------------------------------------------------------------
@@ -172,6 +216,49 @@ double bf16_peak(int threads) {
     return 0.0;
 }
 
+// ---- memory bandwidth ---------------------------------------------------------------------
+
+// Streaming bandwidth of `threads` threads over buffers far larger than the caches (256 MiB per
+// thread): `read` sums them (bytes read / s), `copy` copies one into another (bytes read + written
+// / s, STREAM's convention). Median of 5 runs, after one warm-up that also faults the pages in.
+struct Bandwidth {
+    double read_gbs = 0, copy_gbs = 0;
+};
+
+Bandwidth stream_bandwidth(int threads) {
+    const std::size_t n = (std::size_t{256} << 20) / sizeof(float);
+    std::vector<std::vector<float>> src(static_cast<std::size_t>(threads)), dst(static_cast<std::size_t>(threads));
+    for (int i = 0; i < threads; ++i) {
+        src[std::size_t(i)].assign(n, 1.0f + float(i));
+        dst[std::size_t(i)].assign(n, 0.0f);
+    }
+    auto timed = [&](auto&& body) {
+        std::vector<double> runs;
+        for (int rep = -1; rep < 5; ++rep) {
+            const auto t0 = Clock::now();
+            std::vector<std::thread> pool;
+            for (int i = 0; i < threads; ++i) pool.emplace_back([&, i] { body(std::size_t(i)); });
+            for (auto& t : pool) t.join();
+            if (rep >= 0) runs.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+        std::sort(runs.begin(), runs.end());
+        return runs[runs.size() / 2];
+    };
+    std::atomic<double> sink{0};
+    const double read_s = timed([&](std::size_t i) {
+        const float* p = src[i].data();
+        float acc[16] = {};
+        for (std::size_t j = 0; j + 16 <= n; j += 16)
+            for (int l = 0; l < 16; ++l) acc[l] += p[j + std::size_t(l)];
+        float s = 0;
+        for (float a : acc) s += a;
+        sink = sink + double(s);
+    });
+    const double copy_s = timed([&](std::size_t i) { std::memcpy(dst[i].data(), src[i].data(), n * sizeof(float)); });
+    const double bytes = double(threads) * double(n) * sizeof(float);
+    return {bytes / read_s * 1e-9, 2 * bytes / copy_s * 1e-9};
+}
+
 // ---- data ---------------------------------------------------------------------------------
 
 struct Buffer {
@@ -226,13 +313,24 @@ struct Result {
     std::size_t workspace = 0;  // bytes the library allocates per call beyond inputs and outputs
 };
 
-// Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
-// then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
-std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
-    std::mt19937_64 rng(12345);
+// The call a workload times, with its buffers (kept alive with it) and its workspace size.
+struct Prepared {
+    std::vector<Buffer> buffers;
+    std::function<void()> run;
+    std::size_t workspace = 0;
+};
+
+Prepared prepare_select(const Workload& w, int threads, std::mt19937_64& rng) {
+    Prepared p;
     const DType t = w.dtype;
-    Buffer q(t, w.T, w.N1, w.Dk), k(t, w.T, w.N2, w.Dk), v(t, w.T, w.N2, w.Dv), topk(DType::i32, w.T, w.N2, w.C);
-    Buffer out(t, w.T, w.N1, w.Dv), smax(DType::f32, w.T, w.N1, 8), ssum(DType::f32, w.T, w.N1, 8);
+    p.buffers.reserve(12);
+    auto& q = p.buffers.emplace_back(t, w.T, w.N1, w.Dk);
+    auto& k = p.buffers.emplace_back(t, w.T, w.N2, w.Dk);
+    auto& v = p.buffers.emplace_back(t, w.T, w.N2, w.Dv);
+    auto& topk = p.buffers.emplace_back(DType::i32, w.T, w.N2, w.C);
+    auto& out = p.buffers.emplace_back(t, w.T, w.N1, w.Dv);
+    auto& smax = p.buffers.emplace_back(DType::f32, w.T, w.N1, 8);
+    auto& ssum = p.buffers.emplace_back(DType::f32, w.T, w.N1, 8);
     q.fill(rng, 1.0);
     k.fill(rng, 1.0);
     v.fill(rng, 1.0);
@@ -244,43 +342,125 @@ std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thre
     params.block_count = w.C;
     params.sparse_mode = w.causal ? opennsa::kSparseModeCausal : opennsa::kSparseModeNone;
     const opennsa::ForwardArgs fa{q.view, k.view, v.view, topk.view, {}, out.view, smax.view, ssum.view};
-
-    const bool fwd = w.op == "forward";
-    std::vector<Buffer> grads;
-    opennsa::BackwardArgs ba{};
-    if (!fwd) {
-        opennsa::set_num_threads(thread_counts.back());
-        opennsa::forward(fa, params);  // out and statistics for the backward
-        grads.emplace_back(t, w.T, w.N1, w.Dv);  // dO
-        grads.back().fill(rng, 1.0);
-        grads.emplace_back(t, w.T, w.N1, w.Dk);
-        grads.emplace_back(t, w.T, w.N2, w.Dk);
-        grads.emplace_back(t, w.T, w.N2, w.Dv);
-        ba = {q.view, k.view, v.view, out.view, grads[0].view, smax.view, ssum.view, topk.view, {},
-              grads[1].view, grads[2].view, grads[3].view};
+    if (w.op == "forward") {
+        p.run = [fa, params] { opennsa::forward(fa, params); };
+        p.workspace = opennsa::forward_workspace_bytes(fa, params);
+        return p;
     }
+    opennsa::set_num_threads(threads);
+    opennsa::forward(fa, params);  // out and statistics for the backward
+    auto& dO = p.buffers.emplace_back(t, w.T, w.N1, w.Dv);
+    dO.fill(rng, 1.0);
+    auto& dq = p.buffers.emplace_back(t, w.T, w.N1, w.Dk);
+    auto& dk = p.buffers.emplace_back(t, w.T, w.N2, w.Dk);
+    auto& dv = p.buffers.emplace_back(t, w.T, w.N2, w.Dv);
+    const opennsa::BackwardArgs ba{q.view, k.view,      v.view,  out.view, dO.view, smax.view, ssum.view, topk.view,
+                                   {},     dq.view,     dk.view, dv.view};
+    p.run = [ba, params] { opennsa::backward(ba, params); };
+    p.workspace = opennsa::backward_workspace_bytes(ba, params);
+    return p;
+}
+
+Prepared prepare_compress(const Workload& w, std::mt19937_64& rng) {
+    Prepared p;
+    const DType t = w.dtype;
+    const std::int64_t Tc = compressed_tokens(w);
+    p.buffers.reserve(6);
+    auto& in = p.buffers.emplace_back(t, w.T, w.N2, w.Dk);
+    auto& weight = p.buffers.emplace_back(t, w.l, w.N2, 1);
+    auto& out = p.buffers.emplace_back(t, Tc, w.N2, w.Dk);
+    in.fill(rng, 1.0);
+    weight.fill(rng, 1.0 / double(w.l));
+    opennsa::CompressParams params;
+    params.block_size = w.l;
+    params.stride = w.d;
+    params.seq_lens = {w.T};
+    TensorView wv = weight.view;
+    wv.rank = 2;  // [l, N]
+    if (w.op == "compress") {
+        const opennsa::CompressArgs a{in.view, wv, out.view};
+        p.run = [a, params] { opennsa::compress(a, params); };
+        p.workspace = opennsa::compress_workspace_bytes(a, params);
+        return p;
+    }
+    out.fill(rng, 1.0);  // the output's gradient
+    auto& din = p.buffers.emplace_back(t, w.T, w.N2, w.Dk);
+    auto& dweight = p.buffers.emplace_back(t, w.l, w.N2, 1);
+    TensorView dwv = dweight.view;
+    dwv.rank = 2;
+    const opennsa::CompressGradArgs a{out.view, in.view, wv, din.view, dwv};
+    p.run = [a, params] { opennsa::compress_backward(a, params); };
+    p.workspace = opennsa::compress_backward_workspace_bytes(a, params);
+    return p;
+}
+
+Prepared prepare_compress_attention(const Workload& w, int threads, std::mt19937_64& rng) {
+    Prepared p;
+    const DType t = w.dtype;
+    const std::int64_t Tc = compressed_tokens(w);
+    p.buffers.reserve(12);
+    auto& q = p.buffers.emplace_back(t, w.T, w.N1, w.Dk);
+    auto& k = p.buffers.emplace_back(t, Tc, w.N2, w.Dk);
+    auto& v = p.buffers.emplace_back(t, Tc, w.N2, w.Dv);
+    auto& out = p.buffers.emplace_back(t, w.T, w.N1, w.Dv);
+    auto& topk = p.buffers.emplace_back(DType::i32, w.T, w.N2, w.C);
+    auto& smax = p.buffers.emplace_back(DType::f32, w.T, w.N1, 8);
+    auto& ssum = p.buffers.emplace_back(DType::f32, w.T, w.N1, 8);
+    q.fill(rng, 1.0);
+    k.fill(rng, 1.0);
+    v.fill(rng, 1.0);
+    opennsa::CompressAttentionParams params;
+    params.scale = 1.0 / std::sqrt(double(w.Dk));
+    params.head_num = w.N1;
+    params.compress_block_size = w.l;
+    params.compress_stride = w.d;
+    params.select_block_size = w.bs;
+    params.select_block_count = w.C;
+    params.sparse_mode = opennsa::kCompressSparseModeCausal;
+    const opennsa::CompressAttentionArgs fa{q.view, k.view, v.view, {}, {}, out.view, topk.view, smax.view, ssum.view};
+    if (w.op == "compress-attention") {
+        p.run = [fa, params] { opennsa::compress_attention(fa, params); };
+        p.workspace = opennsa::compress_attention_workspace_bytes(fa, params);
+        return p;
+    }
+    opennsa::set_num_threads(threads);
+    opennsa::compress_attention(fa, params);
+    auto& dO = p.buffers.emplace_back(t, w.T, w.N1, w.Dv);
+    dO.fill(rng, 1.0);
+    auto& dq = p.buffers.emplace_back(t, w.T, w.N1, w.Dk);
+    auto& dk = p.buffers.emplace_back(t, Tc, w.N2, w.Dk);
+    auto& dv = p.buffers.emplace_back(t, Tc, w.N2, w.Dv);
+    const opennsa::CompressAttentionGradArgs ba{q.view, k.view, v.view, out.view, dO.view, smax.view, ssum.view, {},
+                                                dq.view, dk.view, dv.view};
+    p.run = [ba, params] { opennsa::compress_attention_backward(ba, params); };
+    p.workspace = opennsa::compress_attention_backward_workspace_bytes(ba, params);
+    return p;
+}
+
+// Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
+// then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
+std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
+    std::mt19937_64 rng(12345);
+    Prepared p = is_compress(w)             ? prepare_compress(w, rng)
+                 : is_compress_attention(w) ? prepare_compress_attention(w, thread_counts.back(), rng)
+                                            : prepare_select(w, thread_counts.back(), rng);
     std::vector<std::vector<double>> times(thread_counts.size());
     for (int rep = -1; rep < reps; ++rep)  // rep -1 warms up
         for (std::size_t c = 0; c < thread_counts.size(); ++c) {
             opennsa::set_num_threads(thread_counts[c]);
             const auto t0 = Clock::now();
-            if (fwd)
-                opennsa::forward(fa, params);
-            else
-                opennsa::backward(ba, params);
+            p.run();
             const double s = std::chrono::duration<double>(Clock::now() - t0).count();
             if (rep >= 0) times[c].push_back(s);
             if (!quiet)
                 std::fprintf(stderr, "[bench] %s %s %s threads=%d %s %d/%d: %.3f s\n", w.name.c_str(), w.op.c_str(),
-                             opennsa::dtype_name(t), thread_counts[c], rep < 0 ? "warm-up" : "rep", rep < 0 ? 0 : rep + 1,
-                             reps, s);
+                             opennsa::dtype_name(w.dtype), thread_counts[c], rep < 0 ? "warm-up" : "rep",
+                             rep < 0 ? 0 : rep + 1, reps, s);
         }
-    const std::size_t workspace =
-        fwd ? opennsa::forward_workspace_bytes(fa, params) : opennsa::backward_workspace_bytes(ba, params);
     std::vector<Result> results;
     for (std::vector<double>& ts : times) {
         std::sort(ts.begin(), ts.end());
-        results.push_back({ts[ts.size() / 2], ts.front(), workspace});
+        results.push_back({ts[ts.size() / 2], ts.front(), p.workspace});
     }
     return results;
 }
@@ -294,6 +474,8 @@ std::int64_t Workload::*shape_field(const std::string& flag) {
     if (flag == "--Dv") return &Workload::Dv;
     if (flag == "--bs") return &Workload::bs;
     if (flag == "--C") return &Workload::C;
+    if (flag == "--l") return &Workload::l;
+    if (flag == "--d") return &Workload::d;
     return nullptr;
 }
 
@@ -310,7 +492,9 @@ void usage() {
     std::fprintf(stderr,
                  "usage: opennsa-bench [--preset NAME|all] [--op forward|backward] [--dtype bf16|fp16|fp32|fp64]\n"
                  "       [--T n] [--N1 n] [--N2 n] [--Dk n] [--Dv n] [--bs n] [--C n] [--causal 0|1]\n"
-                 "       [--threads n] [--reps n] [--peak] [--json] [--quiet] [--scaling]\n"
+                 "       [--l n] [--d n] [--threads n] [--reps n] [--peak] [--bandwidth] [--json] [--quiet] [--scaling]\n"
+                 "ops: forward, backward (selected attention), compress, compress-grad, compress-attention,\n"
+                 "     compress-attention-grad (bs and C are l' and k there; built-in causal rule)\n"
                  "--scaling times each workload at 1 thread and at --threads (reps interleaved) and prints the speed-up\n"
                  "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
                  "presets:");
@@ -325,7 +509,7 @@ int main(int argc, char** argv) {
     std::vector<Workload> work;
     int threads = int(std::max(1u, std::thread::hardware_concurrency()));
     int reps = 5;
-    bool json = false, peak = false, quiet = false, scaling = false;
+    bool json = false, peak = false, quiet = false, scaling = false, bandwidth = false;
     // Shape flags: applied to every preset named, or to one custom workload when none is.
     std::vector<std::function<void(Workload&)>> set;
     for (int i = 1; i < argc; ++i) {
@@ -374,6 +558,7 @@ int main(int argc, char** argv) {
         else if (a == "--reps") reps = std::max(1, int(num()));
         else if (a == "--json") json = true;
         else if (a == "--peak") peak = true;
+        else if (a == "--bandwidth") bandwidth = true;
         else if (a == "--quiet") quiet = true;
         else if (a == "--scaling") scaling = true;
         else {
@@ -381,7 +566,7 @@ int main(int argc, char** argv) {
             return a == "--help" || a == "-h" ? 0 : 2;
         }
     }
-    if (work.empty() && (!set.empty() || !peak)) work.push_back(custom);
+    if (work.empty() && (!set.empty() || !(peak || bandwidth))) work.push_back(custom);
     for (Workload& w : work)
         for (const auto& f : set) f(w);
 
@@ -422,11 +607,28 @@ int main(int argc, char** argv) {
                 std::printf("bf16 dot peak: unavailable (no AVX512_BF16); the fp32 FMA peak is the matching one\n");
         }
     }
+    bool any_compress = bandwidth;
     for (const Workload& w : work) {
-        if (w.op != "forward" && w.op != "backward") {
+        if (!is_select(w) && !is_compress(w) && !is_compress_attention(w)) {
             usage();
             return 2;
         }
+        any_compress = any_compress || is_compress(w);
+    }
+    // The streaming bandwidth, measured in the same run as the memory-bound workloads it is
+    // compared with (at 1 thread and at --threads).
+    Bandwidth bw1, bwn;
+    if (any_compress) {
+        bw1 = stream_bandwidth(1);
+        bwn = threads == 1 ? bw1 : stream_bandwidth(threads);
+        if (json)
+            std::printf("{\"bandwidth\":\"stream\",\"threads_1_read_gbs\":%.1f,\"threads_1_copy_gbs\":%.1f,"
+                        "\"threads_%d_read_gbs\":%.1f,\"threads_%d_copy_gbs\":%.1f}\n",
+                        bw1.read_gbs, bw1.copy_gbs, threads, bwn.read_gbs, threads, bwn.copy_gbs);
+        else
+            std::printf("streaming bandwidth (256 MiB per thread): 1 thread read %.1f GB/s, copy %.1f GB/s; "
+                        "%d threads read %.1f GB/s, copy %.1f GB/s\n",
+                        bw1.read_gbs, bw1.copy_gbs, threads, bwn.read_gbs, bwn.copy_gbs);
     }
     // --scaling: each workload at 1 thread and at --threads, reps interleaved, plus the speed-up.
     std::vector<int> counts{threads};
@@ -436,22 +638,47 @@ int main(int argc, char** argv) {
         for (std::size_t c = 0; c < counts.size(); ++c) {
             const Result& r = results[c];
             const int n = counts[c];
-            const bool bf16_dot = w.dtype == DType::bf16 && bf16.one > 0;
-            const Peak& match = bf16_dot ? bf16 : fp32;
-            const char* peak_kind = bf16_dot ? "bf16_dot" : "fp32_fma";
-            const double pk = n == 1 ? match.one : match.at_threads;
+            if (is_compress(w)) {
+                // Memory-bound: bytes it must move per second against the copy bandwidth (read +
+                // written bytes per second, the same accounting).
+                const double gbs = compress_bytes(w) / r.median * 1e-9;
+                const double ref = (n == 1 ? bw1 : bwn).copy_gbs;
+                if (json)
+                    std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T\":%lld,\"N\":%lld,"
+                                "\"D\":%lld,\"l\":%lld,\"d\":%lld},\"threads\":%d,\"kernel\":\"%s\",\"reps\":%d,"
+                                "\"seconds\":%.6f,\"seconds_min\":%.6f,\"bytes\":%.0f,\"gbs\":%.2f,"
+                                "\"copy_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f,\"workspace_bytes\":%lld}\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T,
+                                (long long)w.N2, (long long)w.Dk, (long long)w.l, (long long)w.d, n,
+                                kernel ? kernel : "auto", reps, r.median, r.min, compress_bytes(w), gbs, ref,
+                                ref > 0 ? gbs / ref : 0.0, (long long)r.workspace);
+                else
+                    std::printf("%-18s %-13s %-4s T=%lld N=%lld D=%lld l=%lld d=%lld threads=%d: median %.4f s "
+                                "(min %.4f), %.1f GB/s, %.1f%% of %.1f GB/s copy bandwidth, workspace %.1f MiB\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T,
+                                (long long)w.N2, (long long)w.Dk, (long long)w.l, (long long)w.d, n, r.median, r.min,
+                                gbs, ref > 0 ? 100 * gbs / ref : 0.0, ref, double(r.workspace) / (1 << 20));
+                continue;
+            }
+            // The targets are fractions of the fp32 FMA peak (the kernels compute in fp32 FMAs); for
+            // bf16 on a CPU with vdpbf16ps the fraction of that (higher) peak is reported too.
+            const char* peak_kind = "fp32_fma";
+            const double pk = n == 1 ? fp32.one : fp32.at_threads;
+            const double pk_bf16 = w.dtype == DType::bf16 ? (n == 1 ? bf16.one : bf16.at_threads) : 0.0;
             const double gf = flops(w) / r.median * 1e-9;
             if (json) {
                 std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"T1\":%lld,\"T2\":%lld,\"N1\":%lld,"
                             "\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"bs\":%lld,\"C\":%lld,\"causal\":%s},\"threads\":%d,"
                             "\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"gflops\":%.2f,"
                             "\"peak_gflops\":%.1f,\"peak_kind\":\"%s\",\"fraction_of_peak\":%.4f,\"peak_rss_bytes\":%lld,"
-                            "\"workspace_bytes\":%lld,\"fp32_dkdv_bytes\":%lld}\n",
+                            "\"workspace_bytes\":%lld,\"fp32_dkdv_bytes\":%lld,\"fraction_of_bf16_dot_peak\":%.4f,"
+                            "\"l\":%lld,\"d\":%lld,\"compressed_T\":%lld}\n",
                             w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.T,
                             (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
                             (long long)w.C, w.causal ? "true" : "false", n, kernel ? kernel : "auto", reps, r.median,
                             r.min, gf, pk, peak_kind, pk > 0 ? gf / pk : 0.0, (long long)peak_rss_bytes(), (long long)r.workspace,
-                            (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4));
+                            (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4), pk_bf16 > 0 ? gf / pk_bf16 : 0.0,
+                            (long long)w.l, (long long)w.d, (long long)compressed_tokens(w));
             } else {
                 std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
                             "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s %s peak, "
