@@ -1,0 +1,83 @@
+// Paged caches (docs/spec/README.md, "Paged caches"): a cache tensor [numBlocks, P, H] or
+// [numBlocks, P, Nx, Dx] (the same memory), read through an int32 block table [B, maxBlocks]:
+// logical token p of batch b lives in page blockTable[b][p / P], row p % P; head x, element e of a
+// row is at [page][p % P][x * Dx + e]. Shared by the decoding operators.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/checked.hpp"
+#include "core/validate.hpp"
+#include "core/view.hpp"
+
+namespace opennsa::detail {
+
+// A validated paged cache: the view plus its page geometry. Element (page, row, head, e) of a
+// rank-3 view is [page, row, head * dim + e]; of a rank-4 view [page, row, head, e].
+struct PagedCache {
+    TensorView view;
+    std::int64_t pages = 0, page_size = 0, heads = 0, dim = 0;
+
+    // The strides of one logical row's elements, whatever the rank.
+    std::int64_t head_stride() const noexcept { return view.rank == 4 ? view.strides[2] : dim * view.strides[2]; }
+    std::int64_t elem_stride() const noexcept { return view.rank == 4 ? view.strides[3] : view.strides[2]; }
+    template <class T>
+    T* row(std::int64_t page, std::int64_t r, std::int64_t head) const noexcept {
+        return static_cast<T*>(view.data) + page * view.strides[0] + r * view.strides[1] + head * head_stride();
+    }
+};
+
+// Reads `a` (present, float dtype checked by the caller) as a paged cache of `heads` heads of
+// `dim` elements per row: rank 3 [numBlocks, P, heads * dim] or rank 4 [numBlocks, P, heads, dim].
+// page_size: the expected P (pageBlockSize); an error names the mismatch.
+inline PagedCache paged_cache(const Arg& a, std::int64_t page_size, std::int64_t heads, std::int64_t dim,
+                              const char* page_size_name) {
+    const TensorView& t = *a.t;
+    if (t.rank != 3 && t.rank != 4)
+        invalid(a.name, ": rank ", t.rank, " (shape ", shape_string(t),
+                ") must be 3 ([numBlocks, pageBlockSize, N*D]) or 4 ([numBlocks, pageBlockSize, N, D])");
+    for (int d = 0; d < t.rank; ++d)
+        if (t.shape[d] < 0) invalid(a.name, ".shape[", d, "] = ", t.shape[d], " is negative");
+    if (t.shape[1] != page_size)
+        invalid(a.name, ".shape[1] = ", t.shape[1], " must equal ", page_size_name, " = ", page_size);
+    if (t.rank == 3) {
+        const std::int64_t width = checked_product({heads, dim}, "a cache row");
+        if (t.shape[2] != width)
+            invalid(a.name, ".shape[2] = ", t.shape[2], " must equal ", heads, " heads x ", dim, " = ", width);
+    } else {
+        check_dim(a, 2, heads, "heads");
+        check_dim(a, 3, dim, "head dim");
+    }
+    return {t, t.shape[0], page_size, heads, dim};
+}
+
+// A validated int32 block table [B, maxBlocks]: entry (b, j) as an int64.
+struct BlockTable {
+    TensorView view;
+    std::int64_t at(std::int64_t b, std::int64_t j) const noexcept {
+        return *element<const std::int32_t>(view, b, j);
+    }
+};
+
+// The entries batch b reads for `tokens` logical tokens (pages [0, ceil(tokens / P))) must exist
+// (the table has that many columns) and name a page of the cache: checked for every batch before
+// anything is written. lengths[b]: tokens of batch b. Only the entries that cover tokens are read.
+inline void check_block_table(const BlockTable& table, const char* table_name, const std::vector<std::int64_t>& lengths,
+                              const PagedCache& cache, const char* cache_name) {
+    const std::int64_t cols = table.view.shape[1];
+    for (std::size_t b = 0; b < lengths.size(); ++b) {
+        const std::int64_t used = ceil_div(lengths[b], cache.page_size);
+        if (used > cols)
+            invalid(table_name, ": batch ", b, " holds ", lengths[b], " tokens, ", used, " pages of ", cache.page_size,
+                    ", but the table has ", cols, " columns");
+        for (std::int64_t j = 0; j < used; ++j) {
+            const std::int64_t page = table.at(static_cast<std::int64_t>(b), j);
+            if (page < 0 || page >= cache.pages)
+                invalid(table_name, "[", b, ", ", j, "] = ", page, " is not a page of ", cache_name, " (", cache.pages,
+                        " pages)");
+        }
+    }
+}
+
+}  // namespace opennsa::detail
