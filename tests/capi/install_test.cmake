@@ -68,7 +68,7 @@ set(cann_flags -std=c++11 -I${prefix}/include -I${prefix}/include/aclnn -I${pref
 foreach(name nsa_selected_attention nsa_selected_attention_grad)
   run(${CXX} ${cann_flags} ${extra} ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -L${prefix}/lib -lopennsa
       -Wl,-rpath,${prefix}/lib -o ${WORK_DIR}/cann_${name})
-  run(${WORK_DIR}/cann_${name})
+  run(${emulator} ${WORK_DIR}/cann_${name})
 endforeach()
 foreach(name nsa_compress_attention nsa_select_attention_infer)
   run(${CXX} ${cann_flags} ${extra} -c ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -o ${WORK_DIR}/cann_${name}.o)

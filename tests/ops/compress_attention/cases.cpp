@@ -257,7 +257,8 @@ void CompressTensors::set_forward_from_reference() {
         for (std::int64_t i = 0; i < p.batches.query_count(b); ++i)
             for (std::int64_t h = 0; h < c.N1; ++h) {
                 const std::size_t row = static_cast<std::size_t>((p.batches.q[b] + i) * c.N1 + h);
-                const auto [st, sh] = p.stat_index(b, h, i);
+                const auto stat_at = p.stat_index(b, h, i);
+                const std::int64_t st = stat_at.first, sh = stat_at.second;  // (clang 14: lambdas cannot capture bindings)
                 for (int e = 0; e < 8; ++e) {
                     smax.set(st, sh, e, ref.max[row]);
                     ssum.set(st, sh, e, ref.sum[row]);
@@ -326,7 +327,8 @@ void CompressTensors::set_forward_from_reference() {
         for (std::int64_t i = 0; i < p.batches.query_count(b); ++i)
             for (std::int64_t h = 0; h < t.c.N1; ++h) {
                 const std::size_t row = static_cast<std::size_t>((p.batches.q[b] + i) * t.c.N1 + h);
-                const auto [st, sh] = p.stat_index(b, h, i);
+                const auto stat_at = p.stat_index(b, h, i);
+                const std::int64_t st = stat_at.first, sh = stat_at.second;  // (clang 14: lambdas cannot capture bindings)
                 const double m = t.smax.get(st, sh, 0), s = t.ssum.get(st, sh, 0);
                 const auto where = [&] {
                     std::ostringstream o;
