@@ -45,6 +45,14 @@ if [ "${OPENNSA_SKIP_SANITIZE:-0}" != "1" ]; then
     -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread -DOPENNSA_BUILD_BENCHMARKS=OFF -DOPENNSA_BUILD_TOOLS=OFF
 fi
 
+# Fuzzing: clang + libFuzzer + ASan/UBSan in build-fuzz/ (scripts/fuzz.sh, docs/FUZZING.md):
+# replays fuzz/corpus and fuzz/regressions, then fuzzes each target for FUZZ_SECONDS (default
+# 60). OPENNSA_SKIP_FUZZ=1 skips it.
+if [ "${OPENNSA_SKIP_FUZZ:-0}" != "1" ]; then
+  echo "=== Fuzzing (scripts/fuzz.sh)"
+  bash scripts/fuzz.sh || status=1
+fi
+
 if [ "$status" -ne 0 ]; then
   echo "=== some tests FAILED"
   exit 1
