@@ -234,6 +234,10 @@ const std::vector<Reproducer>& reproducers() {
         {"native_selected_attention", "defect2-block-size-int64-max-backward",
          "defect 2: block_size = INT64_MAX through the backward: index 0 is valid",
          with({{"op", {1}}}, huge_block(fuzz::kI64Max))},
+        {"native_selected_attention", "defect2-block-size-2e58-backward",
+         "defect 2 (found again by fuzzing): block_size = 2^58 in the AVX2 backward: workspace_bytes is small, the "
+         "per-thread scratch size then overflows int64",
+         with({{"op", {1}}, {"dtype", {2}}}, huge_block(P(58)))},
         {"native_selected_attention", "defect3-broadcast-topk-c-2e31",
          "defect 3: block_count = 2^31 over a broadcast topk: the topk check visits every slot",
          with({{"op", {0}}}, broadcast_slots())},
