@@ -2,11 +2,12 @@
 # Builds and runs every test: a Release build (warnings are errors), the Python suite, an
 # AddressSanitizer + UndefinedBehaviorSanitizer build, the multithreaded tests under
 # ThreadSanitizer, a clang Release build, and an aarch64 cross build whose tests run under
-# qemu-user twice (a NEON-only Cortex-A53, and QEMU's `max` CPU with 512-bit SVE). Installs its
+# qemu-user twice (a NEON-only Cortex-A53, and QEMU's `max` CPU with 512-bit SVE), and the
+# libFuzzer targets (corpus and reproducers replayed, then a minute of fuzzing each). Installs its
 # own dependencies first. Any failing stage makes it exit non-zero (after the other stages ran).
 #
 #   bash scripts/test.sh            # everything
-#   OPENNSA_SKIP_SANITIZE=1 OPENNSA_SKIP_PYTHON=1 OPENNSA_SKIP_CLANG=1 OPENNSA_SKIP_AARCH64=1 \
+#   OPENNSA_SKIP_SANITIZE=1 OPENNSA_SKIP_PYTHON=1 OPENNSA_SKIP_CLANG=1 OPENNSA_SKIP_AARCH64=1 OPENNSA_SKIP_FUZZ=1 \
 #     bash scripts/test.sh          # gcc Release only (quick local loop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,6 +100,16 @@ if [ "$skip_aarch64" != "1" ]; then
     done
   fi
   echo "=== aarch64: $((SECONDS - start)) s"
+fi
+
+# Fuzzing: clang + libFuzzer + ASan/UBSan in build-fuzz/ (scripts/fuzz.sh, docs/FUZZING.md):
+# replays fuzz/corpus and fuzz/regressions, then fuzzes each target for FUZZ_SECONDS (default
+# 60). OPENNSA_SKIP_FUZZ=1 skips it.
+if [ "${OPENNSA_SKIP_FUZZ:-0}" != "1" ]; then
+  start=$SECONDS
+  echo "=== Fuzzing (scripts/fuzz.sh)"
+  bash scripts/fuzz.sh || fail "fuzzing"
+  echo "=== Fuzzing: $((SECONDS - start)) s"
 fi
 
 if [ "$status" -ne 0 ]; then
