@@ -368,6 +368,22 @@ inline void judge(SaCase& s) {
         if (!cq.empty() && cq.back() > T1) c.reject("actualSeqQLen ends past T1");
         if (!ckv.empty() && ckv.back() > T2) c.reject("actualSeqKvLen ends past T2");
     }
+    // A query row may see at most 2^24 keys through its slots: selectedBlockCount x
+    // min(selectedBlockSize, the longest batch's keys, at least 1).
+    if (s.block_size >= 1 && s.block_count >= 1 && T2 >= 0) {
+        std::int64_t longest = 1;
+        if (has_q && has_kv) {
+            std::int64_t prev = 0;
+            for (std::int64_t e : s.seq_kv.values) {
+                longest = std::max(longest, e - prev);
+                prev = e;
+            }
+        } else {
+            longest = std::max<std::int64_t>(1, T2);
+        }
+        const std::int64_t block_len = std::min(s.block_size, longest);
+        if (s.block_count > (std::int64_t{1} << 24) / block_len) c.reject("a row would see more than 2^24 keys");
+    }
     // (Tensors with sizes near int64 are marked by Case itself.)
 }
 

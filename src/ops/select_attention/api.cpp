@@ -9,26 +9,31 @@ namespace {
 
 namespace sel = detail::select_attention;
 
-// No query row belongs to a batch (T1 = 0, or only padding rows): there is nothing to compute,
-// every output is zero, and no workspace is needed.
-bool no_queries(const sel::Problem& p) { return p.batches.valid_queries() == 0; }
+// No batch has both query rows and keys (T1 = 0, only padding rows, or no keys where there are
+// queries): no row sees anything, every output is zero, and neither workspace nor scratch is
+// needed (scratch grows with the head dims, which a broadcast view may make enormous).
+bool nothing_to_compute(const sel::Problem& p) {
+    for (std::int64_t b = 0; b < p.batches.count(); ++b)
+        if (p.batches.q[b + 1] > p.batches.q[b] && p.batches.key_count(b) > 0) return false;
+    return true;
+}
 
 }  // namespace
 
 std::size_t forward_workspace_bytes(const ForwardArgs& args, const Params& params) {
     const sel::Problem p = sel::validate_forward(args, params);
-    return no_queries(p) ? 0 : sel::forward_workspace(p, detail::kernel_path());
+    return nothing_to_compute(p) ? 0 : sel::forward_workspace(p, detail::kernel_path());
 }
 
 std::size_t backward_workspace_bytes(const BackwardArgs& args, const Params& params) {
     const sel::Problem p = sel::validate_backward(args, params);
-    return no_queries(p) ? 0 : sel::backward_workspace(p, detail::kernel_path());
+    return nothing_to_compute(p) ? 0 : sel::backward_workspace(p, detail::kernel_path());
 }
 
 void forward(const ForwardArgs& args, const Params& params, std::span<std::byte> workspace) {
     const sel::Problem p = sel::validate_forward(args, params);
     sel::check_topk_values(p);
-    if (no_queries(p)) {
+    if (nothing_to_compute(p)) {
         for (const TensorView* t : {&p.out, &p.softmax_max, &p.softmax_sum}) detail::zero_view(*t);
         return;
     }
@@ -45,7 +50,7 @@ void forward(const ForwardArgs& args, const Params& params, std::span<std::byte>
 void backward(const BackwardArgs& args, const Params& params, std::span<std::byte> workspace) {
     const sel::Problem p = sel::validate_backward(args, params);
     sel::check_topk_values(p);
-    if (no_queries(p)) {
+    if (nothing_to_compute(p)) {
         for (const TensorView* t : {&p.dq, &p.dk, &p.dv}) detail::zero_view(*t);
         return;
     }
