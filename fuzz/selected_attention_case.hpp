@@ -374,8 +374,9 @@ inline void judge(SaCase& s) {
         std::int64_t longest = 1;
         if (has_q && has_kv) {
             std::int64_t prev = 0;
-            for (std::int64_t e : s.seq_kv.values) {
-                longest = std::max(longest, e - prev);
+            for (std::int64_t e : s.seq_kv.values) {  // (meaningful only for valid arrays, else rejected)
+                const __int128 len = static_cast<__int128>(e) - prev;
+                if (len > longest) longest = len > INT64_MAX ? INT64_MAX : static_cast<std::int64_t>(len);
                 prev = e;
             }
         } else {
