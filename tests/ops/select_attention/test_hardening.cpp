@@ -195,6 +195,13 @@ TEST(Hardening, MisalignedDataPointersAreRejected) {
     a.softmax_max.data = static_cast<char*>(a.softmax_max.data) + 2;
     EXPECT_TRUE(throws_code([&] { opennsa::forward(a, t.params); }, ErrorCode::invalid_argument, "softmaxMaxOut"));
     EXPECT_FALSE(t.out.fully_written());
+    // An empty view reads nothing: its pointer may be misaligned (as it may be null).
+    Case e = c;
+    e.q_lens = {0};
+    Tensors te(e);
+    opennsa::ForwardArgs ae = te.forward_args();
+    ae.query.data = raw.data() + 1;
+    EXPECT_NO_THROW(opennsa::forward(ae, te.params));
 }
 
 // Defect 5: scaleValue must be finite in fp32 (1e39 is finite in fp64 only).
