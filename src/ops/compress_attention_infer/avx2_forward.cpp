@@ -253,8 +253,8 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
         checked_product({l.max_rows, l.Dkp}, "the chunk scratch"),
         checked_add(checked_product({CH, l.Dkp + l.Dvp}, "the chunk scratch"), 8 * l.Dkp, "the chunk scratch"),
         "the chunk scratch");
-    std::vector<float> floats(tw * static_cast<std::size_t>(chunk_floats));
-    std::vector<std::uint8_t> bytes(tw * static_cast<std::size_t>(checked_product({p.max_q, CH}, "the chunk scratch")));
+    std::vector<float> floats(static_cast<std::size_t>(checked_product({threads, chunk_floats}, "the chunk scratch")));
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(checked_product({threads, p.max_q, CH}, "the chunk scratch")));
     parallel_for(static_cast<std::int64_t>(l.tasks.size()), threads, [&](std::int64_t task, int worker) {
         ChunkScratch w;
         w.q = floats.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(chunk_floats);
@@ -272,10 +272,10 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const std::int64_t token_floats = checked_add(
         checked_add(l.Dvp, checked_product({l.max_chunks, p.G}, "the token scratch"), "the token scratch"),
         checked_add(psum_len, p.max_ns, "the token scratch"), "the token scratch");
-    std::vector<float> tf(tw * static_cast<std::size_t>(token_floats));
+    std::vector<float> tf(static_cast<std::size_t>(checked_product({threads, token_floats}, "the token scratch")));
     std::vector<std::uint8_t> tb(tw * static_cast<std::size_t>(checked_add(CH, p.max_ns, "the token scratch")));
-    std::vector<std::uint64_t> ranking(tw * static_cast<std::size_t>(p.max_ns));
-    std::vector<std::int32_t> tops(tw * static_cast<std::size_t>(p.sel_count));
+    std::vector<std::uint64_t> ranking(static_cast<std::size_t>(checked_product({threads, p.max_ns}, "the token scratch")));
+    std::vector<std::int32_t> tops(static_cast<std::size_t>(checked_product({threads, p.sel_count}, "the token scratch")));
     parallel_for(static_cast<std::int64_t>(tokens.size()) * p.N2, threads, [&](std::int64_t task, int worker) {
         const std::size_t wk = static_cast<std::size_t>(worker);
         TokenScratch w;

@@ -43,7 +43,7 @@ std::string InferCase::describe() const {
     return s.str();
 }
 
-std::int64_t compressed_count(std::int64_t S, std::int64_t l, std::int64_t d) { return S < l ? 0 : (S - l) / d + 1; }
+std::int64_t compressed_tokens(std::int64_t S, std::int64_t l, std::int64_t d) { return S < l ? 0 : (S - l) / d + 1; }
 
 InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
     auto pick = [&](std::initializer_list<std::int64_t> xs) {
@@ -78,7 +78,7 @@ InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
         if (c.mask || chance(0.3)) {  // raw lengths: the draft tokens end the sequence
             const std::int64_t L = std::max(Q, chance(0.1) ? uniform(0, c.l + 2) : uniform(1, max_c * c.d + c.l));
             c.raw_lens.push_back(L);
-            const std::int64_t C = compressed_count(L, c.l, c.d);
+            const std::int64_t C = compressed_tokens(L, c.l, c.d);
             c.c_lens.push_back(chance(0.85) ? C : uniform(0, C));  // sometimes a cache behind the raw tokens
         } else {
             c.c_lens.push_back(chance(0.1) ? 0 : uniform(1, max_c));

@@ -45,7 +45,7 @@ struct InferCase {
 };
 
 // C(S) of a raw sequence of S tokens.
-std::int64_t compressed_count(std::int64_t S, std::int64_t l, std::int64_t d);
+std::int64_t compressed_tokens(std::int64_t S, std::int64_t l, std::int64_t d);
 
 InferCase random_infer_case(std::mt19937_64& rng, DType dtype);
 

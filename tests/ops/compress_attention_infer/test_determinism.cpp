@@ -33,7 +33,7 @@ InferCase determinism_case(DType dtype, bool drafts) {
     c.mask = c.pass_q_lens = drafts;
     c.q_lens = drafts ? std::vector<std::int64_t>{3, 2} : std::vector<std::int64_t>{1};
     c.raw_lens = drafts ? std::vector<std::int64_t>{4000, 900} : std::vector<std::int64_t>{};
-    c.c_lens = drafts ? std::vector<std::int64_t>{compressed_count(4000, 8, 4), compressed_count(900, 8, 4)}
+    c.c_lens = drafts ? std::vector<std::int64_t>{compressed_tokens(4000, 8, 4), compressed_tokens(900, 8, 4)}
                       : std::vector<std::int64_t>{1500};
     c.seed = case_seed(drafts ? 31 : 30);
     return c;

@@ -78,7 +78,7 @@ TEST_P(InferPaths, DecodeStepOfTheBenchmarkShape) {
     c.sel = 64;
     c.k = 16;
     c.P = 128;
-    c.c_lens = {compressed_count(9000, 32, 16), compressed_count(100, 32, 16), compressed_count(4097, 32, 16)};
+    c.c_lens = {compressed_tokens(9000, 32, 16), compressed_tokens(100, 32, 16), compressed_tokens(4097, 32, 16)};
     c.q_lens = {1, 1, 1};
     check_case(c);
 }
@@ -93,7 +93,7 @@ TEST_P(InferPaths, DraftTokensFollowTheMultiTokenRule) {
     c.mask = c.pass_q_lens = true;
     c.q_lens = {4, 1, 3};
     c.raw_lens = {1200, 40, 9};  // batch 2: the first draft token sees nothing, the others its one token
-    c.c_lens = {compressed_count(1200, 8, 4), compressed_count(40, 8, 4), compressed_count(9, 8, 4)};
+    c.c_lens = {compressed_tokens(1200, 8, 4), compressed_tokens(40, 8, 4), compressed_tokens(9, 8, 4)};
     check_case(c);
     c.bsnd = true;
     c.extra_q = 1;
@@ -176,7 +176,7 @@ TEST_P(InferPaths, HiddenNonFiniteValuesDoNotLeak) {
     c.mask = c.pass_q_lens = true;
     c.q_lens = {3};
     c.raw_lens = {600};
-    c.c_lens = {compressed_count(600, 4, 2)};
+    c.c_lens = {compressed_tokens(600, 4, 2)};
     c.inf_value = c.c_lens[0] - 1;
     check_case(c);
 }

@@ -108,7 +108,7 @@ InferCase sequence_case(std::mt19937_64& rng, DType dtype, bool bsnd) {
     const std::int64_t L = std::uniform_int_distribution<std::int64_t>(Q + c.l, 260)(rng);
     c.q_lens = {Q};
     c.raw_lens = {L};
-    c.c_lens = {compressed_count(L, c.l, c.d)};
+    c.c_lens = {compressed_tokens(L, c.l, c.d)};
     c.pass_q_lens = true;
     c.mask = Q > 1 || pick({0, 1});
     return c;

@@ -128,6 +128,11 @@ TEST(InferValidation, Shapes) {
     expect_rejected({"key width", kInvalid, "key.shape[2] = 31 must equal 2 heads x 16 = 32", TENSOR(key, x.shape[2] = 31)});
     expect_rejected({"value width", kInvalid, "value.shape[2] = 23 must be numKeyValueHeads = 2 x Dv",
                      TENSOR(value, x.shape[2] = 23)});
+    expect_rejected({"Dk = 0", kInvalid, "query.shape[2] = 0 (Dk) must be >= 1", TENSOR(query, x.shape[2] = 0)});
+    expect_rejected({"rank-4 value Dv = 0", kInvalid, "value.shape[3] = 0 (Dv) must be >= 1",
+                     TENSOR(value, x.rank = 4; x.shape[3] = 0; x.shape[2] = 2; x.strides[3] = 1)});
+    expect_rejected({"rank-4 key heads", kInvalid, "key.shape[2] = 3 must equal 2 (heads)",
+                     TENSOR(key, x.rank = 4; x.shape[2] = 3; x.shape[3] = 16; x.strides[3] = 1)});
     expect_rejected({"Dv > Dk", kInvalid, "value: Dv = 17 must be <= Dk = 16", TENSOR(value, x.shape[2] = 34)});
     expect_rejected({"page counts", kInvalid, "value.shape[0] = 1 must equal key.shape[0]", TENSOR(value, x.shape[0] = 1)});
     expect_rejected({"output Dv", kInvalid, "output.shape[2] = 11 must equal 12 (Dv of value)", TENSOR(out, x.shape[2] = 11)});
