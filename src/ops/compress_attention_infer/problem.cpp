@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/validate.hpp"
+#include "ops/compress_attention/problem.hpp"
 
 namespace opennsa::detail::compress_attention_infer {
 namespace {
@@ -24,17 +25,8 @@ void check_params(const CompressAttentionInferParams& p, Problem& pr) {
     if (p.key_value_head_num < 1) invalid("numKeyValueHeads = ", p.key_value_head_num, " must be >= 1");
     if (p.head_num % p.key_value_head_num != 0)
         invalid("numHeads = ", p.head_num, " must be a multiple of numKeyValueHeads = ", p.key_value_head_num);
-    if (p.compress_stride < 1) invalid("compressBlockStride = ", p.compress_stride, " must be >= 1");
-    if (p.compress_block_size < p.compress_stride)
-        invalid("compressBlockSize = ", p.compress_block_size, " must be >= compressBlockStride = ", p.compress_stride,
-                " (d <= l)");
-    if (p.select_block_size < p.compress_block_size)
-        invalid("selectBlockSize = ", p.select_block_size, " must be >= compressBlockSize = ", p.compress_block_size,
-                " (l <= l')");
-    if (p.select_block_size % p.compress_stride != 0)
-        invalid("selectBlockSize = ", p.select_block_size, " must be a multiple of compressBlockStride = ",
-                p.compress_stride);
-    if (p.select_block_count < 1) invalid("selectBlockCount = ", p.select_block_count, " must be >= 1");
+    compress_attention::check_selection_attributes(p.compress_block_size, p.compress_stride, p.select_block_size,
+                                                   p.select_block_count, "compressBlockStride");
     if (p.page_block_size < 1) invalid("pageBlockSize = ", p.page_block_size, " must be >= 1");
     pr.scale = p.scale;
     pr.N1 = p.head_num;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "core/convert.hpp"
 #include "kernels/portable.hpp"
@@ -27,6 +28,22 @@ std::vector<double> cache_row(const Problem& p, const PagedCache& c, std::int64_
     return x;
 }
 
+// The spec's rules written out again, apart from the Problem's (whose prefix form the operator
+// uses): compressed token j is visible to token s of batch b; the block count NS_b; the forced set.
+bool visible(const Problem& p, std::int64_t b, std::int64_t s, std::int64_t j) {
+    if (!p.multi_token || p.raw_len.empty()) return true;
+    const long double position = static_cast<long double>(p.raw_len[idx(b)]) - static_cast<long double>(p.q_len[idx(b)]) +
+                                 static_cast<long double>(s);
+    return static_cast<long double>(j) * static_cast<long double>(p.d) + static_cast<long double>(p.l) <= position + 1;
+}
+
+std::int64_t block_count(const Problem& p, std::int64_t b) {
+    const std::int64_t C = p.c_len[idx(b)];
+    if (C == 0) return 0;
+    const long double span = static_cast<long double>(C - 1) * static_cast<long double>(p.d) + static_cast<long double>(p.l);
+    return static_cast<std::int64_t>(std::ceil(span / static_cast<long double>(p.sel_len)));
+}
+
 }  // namespace
 
 std::int64_t flat_row(const Problem& p, std::int64_t b, std::int64_t s) {
@@ -36,11 +53,15 @@ std::int64_t flat_row(const Problem& p, std::int64_t b, std::int64_t s) {
 Result forward(const Problem& p) {
     Result r;
     r.out.assign(idx(p.rows * p.N1 * p.Dv), 0.0);
-    r.score.assign(idx(p.rows * p.N2 * p.max_ns), 0.0);
+    for (std::int64_t b = 0; b < p.B; ++b) {
+        r.ns.push_back(block_count(p, b));
+        r.max_ns = std::max(r.max_ns, r.ns.back());
+    }
+    r.score.assign(idx(p.rows * p.N2 * r.max_ns), 0.0);
     r.topk.assign(idx(p.rows * p.N2 * p.sel_count), -1);
     const double scale = static_cast<float>(p.scale);  // applied in fp32, as CANN converts it
     for (std::int64_t b = 0; b < p.B; ++b) {
-        const std::int64_t C = p.c_len[idx(b)], ns = p.block_count(b);
+        const std::int64_t C = p.c_len[idx(b)], ns = r.ns[idx(b)];
         const TensorView q = p.batch_view(p.q, b);
         std::vector<std::vector<double>> keys, values;
         for (std::int64_t n2 = 0; n2 < p.N2; ++n2)
@@ -49,7 +70,11 @@ Result forward(const Problem& p) {
                 values.push_back(cache_row(p, p.value, b, j, n2));
             }
         for (std::int64_t s = 0; s < p.q_len[idx(b)]; ++s) {
-            const std::int64_t row = flat_row(p, b, s), vis = p.visible(b, s);
+            const std::int64_t row = flat_row(p, b, s);
+            std::int64_t vis = 0;  // the visible tokens form a prefix (checked)
+            while (vis < C && visible(p, b, s, vis)) ++vis;
+            for (std::int64_t j = vis; j < C; ++j)
+                if (visible(p, b, s, j)) throw std::logic_error("reference: the visible tokens are not a prefix");
             for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
                 const auto key = [&](std::int64_t j) -> const std::vector<double>& { return keys[idx(n2 * C + j)]; };
                 const auto value = [&](std::int64_t j) -> const std::vector<double>& { return values[idx(n2 * C + j)]; };
@@ -75,8 +100,8 @@ Result forward(const Problem& p) {
                 const std::vector<double> score = compress_attention::reference::block_scores(psum, ns, p.m, p.n);
                 std::vector<std::uint8_t> forced(idx(ns), 0);
                 for (std::int64_t J = 0; J < ns; ++J) {
-                    forced[idx(J)] = Problem::forced(J, ns);
-                    r.score[idx((row * p.N2 + n2) * p.max_ns + J)] = score[idx(J)];
+                    forced[idx(J)] = J == 0 || J == ns - 2 || J == ns - 1;
+                    r.score[idx((row * p.N2 + n2) * r.max_ns + J)] = score[idx(J)];
                 }
                 const std::vector<std::int32_t> top = compress_attention::reference::rank(score, forced, p.sel_count);
                 std::copy(top.begin(), top.end(), r.topk.begin() + (row * p.N2 + n2) * p.sel_count);

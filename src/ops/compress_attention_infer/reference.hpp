@@ -14,6 +14,8 @@ namespace opennsa::detail::compress_attention_infer::reference {
 
 struct Result {
     std::vector<double> out;          // [rows][N1][Dv]
+    std::vector<std::int64_t> ns;     // NS_b per batch (the oracle's own count)
+    std::int64_t max_ns = 0;
     std::vector<double> score;        // [rows][N2][max_ns]: block scores before forcing, 0 past NS_b
     std::vector<std::int32_t> topk;   // [rows][N2][k]
 };

@@ -262,12 +262,13 @@ void InferTensors::poison_outputs() {
                         return ::testing::AssertionFailure() << "row " << row << " is not computed but topk[" << s << "] = "
                                                              << t.topk.get(row, n2, s);
     for (std::int64_t b = 0; b < p.B; ++b) {
-        const std::int64_t ns = p.block_count(b), kept = std::min(ns, K);
+        const std::int64_t ns = ref.ns[static_cast<std::size_t>(b)], kept = std::min(ns, K);
         for (std::int64_t s = 0; s < p.q_len[static_cast<std::size_t>(b)]; ++s)
             for (std::int64_t n2 = 0; n2 < t.c.N2; ++n2) {
                 const std::int64_t row = cai::reference::flat_row(p, b, s);
-                const std::size_t base = static_cast<std::size_t>((row * t.c.N2 + n2) * p.max_ns);
+                const std::size_t base = static_cast<std::size_t>((row * t.c.N2 + n2) * ref.max_ns);
                 const auto score = [&](std::int32_t J) { return ref.score[base + static_cast<std::size_t>(J)]; };
+                const auto forced = [&](std::int32_t J) { return J == 0 || J == ns - 2 || J == ns - 1; };
                 std::vector<std::int32_t> got(static_cast<std::size_t>(K)), want(got);
                 for (std::int64_t x = 0; x < K; ++x) {
                     got[static_cast<std::size_t>(x)] = static_cast<std::int32_t>(t.topk.get(row, n2, x));
@@ -298,11 +299,11 @@ void InferTensors::poison_outputs() {
                 std::vector<std::int32_t> first;
                 std::vector<double> numbers;
                 for (std::int32_t J = 0; J < ns; ++J)
-                    if (cai::Problem::forced(J, ns)) first.push_back(J);
+                    if (forced(J)) first.push_back(J);
                 for (std::int32_t J = 0; J < ns; ++J)
-                    if (!cai::Problem::forced(J, ns) && std::isnan(score(J))) first.push_back(J);
+                    if (!forced(J) && std::isnan(score(J))) first.push_back(J);
                 for (std::int32_t J = 0; J < ns; ++J)
-                    if (!cai::Problem::forced(J, ns) && !std::isnan(score(J))) numbers.push_back(score(J));
+                    if (!forced(J) && !std::isnan(score(J))) numbers.push_back(score(J));
                 std::sort(numbers.rbegin(), numbers.rend());
                 std::int64_t x = 0;
                 for (; x < kept && x < static_cast<std::int64_t>(first.size()); ++x)
@@ -313,7 +314,7 @@ void InferTensors::poison_outputs() {
                 const double tol = 1e-5 * std::max(1.0, kth);
                 for (std::int64_t y = x; y < kept; ++y) {
                     const std::int32_t J = got[static_cast<std::size_t>(y)];
-                    if (cai::Problem::forced(J, ns) || std::isnan(score(J))) return fail("a forced or NaN block sits among the numbers");
+                    if (forced(J) || std::isnan(score(J))) return fail("a forced or NaN block sits among the numbers");
                     if (!(score(J) >= kth - tol)) return fail("an index's reference score is below the k-th score");
                     if (y > x && score(J) > score(got[static_cast<std::size_t>(y - 1)]) + tol)
                         return fail("scores that differ by more than the tolerance are not in descending order");

@@ -153,7 +153,7 @@ TEST(InferAgainstTraining, TheLastRowsOfTheCausalTrainingOperator) {
                     const std::int32_t a = infer_top[static_cast<std::size_t>(x)], b = expect[static_cast<std::size_t>(x)];
                     if (a == b) continue;
                     // Only a near tie of the float64 scores may order two blocks differently.
-                    const std::size_t base = static_cast<std::size_t>((row * c.N2 + n2) * p.max_ns);
+                    const std::size_t base = static_cast<std::size_t>((row * c.N2 + n2) * ref.max_ns);
                     ASSERT_TRUE(a >= 0 && b >= 0) << "slot " << x << ": " << a << " vs " << b;
                     const double sa = ref.score[base + static_cast<std::size_t>(a)], sb = ref.score[base + static_cast<std::size_t>(b)];
                     EXPECT_LE(std::abs(sa - sb), 1e-5 * std::max(1.0, std::abs(sa)))
