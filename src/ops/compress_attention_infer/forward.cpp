@@ -40,7 +40,8 @@ void forward_impl(const Problem& p) {
 
     parallel_for(static_cast<std::int64_t>(tokens.size()) * p.N2, threads, [&](std::int64_t task, int worker) {
         const std::int64_t n2 = task % p.N2;
-        const auto [b, s] = tokens[static_cast<std::size_t>(task / p.N2)];
+        const std::int64_t b = tokens[static_cast<std::size_t>(task / p.N2)].first;  // (clang 14: lambdas cannot
+        const std::int64_t s = tokens[static_cast<std::size_t>(task / p.N2)].second;  // capture bindings)
         const std::int64_t C = p.c_len[static_cast<std::size_t>(b)], vis = p.visible(b, s), ns = p.block_count(b);
         A* q = scratch.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(floats);  // [G][Dk]
         A* e = q + p.G * p.Dk;       // [G][max_c]
