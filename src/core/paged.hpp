@@ -26,6 +26,18 @@ struct PagedCache {
     T* row(std::int64_t page, std::int64_t r, std::int64_t head) const noexcept {
         return static_cast<T*>(view.data) + page * view.strides[0] + r * view.strides[1] + head * head_stride();
     }
+    // Head `head` as a 3-D view [numBlocks, P, dim]: element (page, r, e) of that head, so the
+    // row helpers of 3-D views (core/rows.hpp) read cache rows.
+    TensorView head_view(std::int64_t head) const noexcept {
+        TensorView v = view;
+        v.rank = 3;
+        v.shape[2] = dim;
+        v.strides[2] = elem_stride();
+        v.shape[3] = v.strides[3] = 0;
+        if (view.data != nullptr)  // an empty cache may have none
+            v.data = static_cast<char*>(view.data) + head * head_stride() * static_cast<std::int64_t>(dtype_size(view.dtype));
+        return v;
+    }
 };
 
 // Reads `a` (present, float dtype checked by the caller) as a paged cache of `heads` heads of

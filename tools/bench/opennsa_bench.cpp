@@ -7,6 +7,7 @@
 //   opennsa-bench --op backward --dtype bf16 --T 4096 --N1 16 --N2 1 --threads 2 --reps 5
 //   opennsa-bench --peak
 //   opennsa-bench --preset bwd-bf16-n64 --threads 2 --scaling   # 1 vs 2 threads, interleaved
+//   opennsa-bench --preset cattn-infer-bf16-b16 --preset cattn-infer-bf16-b1   # one decode step
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -37,13 +38,16 @@ using Clock = std::chrono::steady_clock;
 
 // op: the selected attention's "forward" / "backward"; "compress" / "compress-grad" (of the keys:
 // N2 heads of Dk); "compress-attention" / "compress-attention-grad" (built-in causal rule,
-// sparse_mode 2, over the C(T) compressed tokens of compression l, stride d; bs and C are l' and k).
+// sparse_mode 2, over the C(T) compressed tokens of compression l, stride d; bs and C are l' and k);
+// "compress-attention-infer": one decode step (one query token) of B sequences of T raw tokens,
+// over their C(T) compressed tokens in a paged cache of page size P (pages scattered at random).
 struct Workload {
     std::string name = "custom";
     std::string op = "backward";
     DType dtype = DType::bf16;
     std::int64_t T = 8192, N1 = 64, N2 = 4, Dk = 192, Dv = 128, bs = 64, C = 16;
     std::int64_t l = 32, d = 16;  // compression block and stride
+    std::int64_t B = 1, P = 128;  // decoding: sequences, page size
     bool causal = true;
 };
 
@@ -52,6 +56,7 @@ bool is_compress(const Workload& w) { return w.op == "compress" || w.op == "comp
 bool is_compress_attention(const Workload& w) {
     return w.op == "compress-attention" || w.op == "compress-attention-grad";
 }
+bool is_decode(const Workload& w) { return w.op == "compress-attention-infer"; }
 std::int64_t compressed_tokens(const Workload& w) { return w.T >= w.l ? (w.T - w.l) / w.d + 1 : 0; }
 
 struct Preset {
@@ -82,6 +87,18 @@ constexpr Preset kPresets[] = {
     {"compress-grad-f16", "compress-grad", DType::f16, 8192, 64, 4},
 };
 
+// Decoding presets: B sequences of T raw tokens, one query token each, page size 128.
+struct DecodePreset {
+    const char* name;
+    const char* op;
+    DType dtype;
+    std::int64_t B, T, N1, N2;
+};
+constexpr DecodePreset kDecodePresets[] = {
+    {"cattn-infer-bf16-b16", "compress-attention-infer", DType::bf16, 16, 32768, 64, 4},
+    {"cattn-infer-bf16-b1", "compress-attention-infer", DType::bf16, 1, 131072, 64, 4},
+};
+
 // Visible (query, compressed key) pairs per query head under the built-in causal rule: query i
 // sees compressed token j iff j*d + l - 1 <= i.
 double compressed_pairs(const Workload& w) {
@@ -92,6 +109,7 @@ double compressed_pairs(const Workload& w) {
 }
 
 double flops(const Workload& w) {
+    if (is_decode(w)) return 2.0 * double(w.B) * double(w.N1) * double(compressed_tokens(w)) * double(w.Dk + w.Dv);
     if (is_compress_attention(w)) {
         const double base = 2.0 * double(w.N1) * compressed_pairs(w);
         return w.op == "compress-attention" ? base * double(w.Dk + w.Dv) : base * double(3 * w.Dk + 2 * w.Dv);
@@ -107,6 +125,14 @@ double compress_bytes(const Workload& w) {
     const double out = double(compressed_tokens(w)) * double(w.N2) * double(w.Dk) * e;
     const double weight = double(w.l) * double(w.N2) * e;
     return w.op == "compress" ? in + out + weight : out + 2 * in + 2 * weight;  // grad: read dOut, input; write dInput
+}
+
+// Bytes a decode step must read at the least: the compressed K and V of every sequence, the
+// queries and the block tables.
+double decode_bytes(const Workload& w) {
+    const double e = double(opennsa::dtype_size(w.dtype)), C = double(compressed_tokens(w));
+    const double pages = double((compressed_tokens(w) + w.P - 1) / w.P);
+    return double(w.B) * (C * double(w.N2) * double(w.Dk + w.Dv) * e + double(w.N1 * w.Dk) * e + pages * 4);
 }
 
 // ---- peak ---------------------------------------------------------------------------------
@@ -437,11 +463,48 @@ Prepared prepare_compress_attention(const Workload& w, int threads, std::mt19937
     return p;
 }
 
+Prepared prepare_compress_attention_infer(const Workload& w, std::mt19937_64& rng) {
+    Prepared p;
+    const DType t = w.dtype;
+    const std::int64_t C = compressed_tokens(w), per_seq = (C + w.P - 1) / w.P, pages = w.B * per_seq;
+    p.buffers.reserve(6);
+    auto& q = p.buffers.emplace_back(t, w.B, w.N1, w.Dk);
+    auto& k = p.buffers.emplace_back(t, pages, w.P, w.N2 * w.Dk);
+    auto& v = p.buffers.emplace_back(t, pages, w.P, w.N2 * w.Dv);
+    auto& out = p.buffers.emplace_back(t, w.B, w.N1, w.Dv);
+    auto& topk = p.buffers.emplace_back(DType::i32, w.B, w.N2, w.C);
+    auto& table = p.buffers.emplace_back(DType::i32, w.B, per_seq, 1);
+    q.fill(rng, 1.0);
+    k.fill(rng, 1.0);
+    v.fill(rng, 1.0);
+    std::vector<std::int32_t> order(static_cast<std::size_t>(pages));
+    for (std::int64_t i = 0; i < pages; ++i) order[std::size_t(i)] = std::int32_t(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::memcpy(table.bytes.data(), order.data(), order.size() * 4);
+    TensorView tv = table.view;
+    tv.rank = 2;  // [B, pages per sequence]
+    opennsa::CompressAttentionInferParams params;
+    params.scale = 1.0 / std::sqrt(double(w.Dk));
+    params.head_num = w.N1;
+    params.key_value_head_num = w.N2;
+    params.select_block_size = w.bs;
+    params.select_block_count = w.C;
+    params.compress_block_size = w.l;
+    params.compress_stride = w.d;
+    params.page_block_size = w.P;
+    params.cmp_kv_seq_lens = std::vector<std::int64_t>(std::size_t(w.B), C);
+    const opennsa::CompressAttentionInferArgs a{q.view, k.view, v.view, {}, tv, {}, out.view, topk.view};
+    p.run = [a, params] { opennsa::compress_attention_infer(a, params); };
+    p.workspace = opennsa::compress_attention_infer_workspace_bytes(a, params);
+    return p;
+}
+
 // Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
 // then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
 std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
     std::mt19937_64 rng(12345);
-    Prepared p = is_compress(w)             ? prepare_compress(w, rng)
+    Prepared p = is_decode(w)               ? prepare_compress_attention_infer(w, rng)
+                 : is_compress(w)           ? prepare_compress(w, rng)
                  : is_compress_attention(w) ? prepare_compress_attention(w, thread_counts.back(), rng)
                                             : prepare_select(w, thread_counts.back(), rng);
     std::vector<std::vector<double>> times(thread_counts.size());
@@ -476,6 +539,8 @@ std::int64_t Workload::*shape_field(const std::string& flag) {
     if (flag == "--C") return &Workload::C;
     if (flag == "--l") return &Workload::l;
     if (flag == "--d") return &Workload::d;
+    if (flag == "--B") return &Workload::B;
+    if (flag == "--P") return &Workload::P;
     return nullptr;
 }
 
@@ -492,13 +557,15 @@ void usage() {
     std::fprintf(stderr,
                  "usage: opennsa-bench [--preset NAME|all] [--op forward|backward] [--dtype bf16|fp16|fp32|fp64]\n"
                  "       [--T n] [--N1 n] [--N2 n] [--Dk n] [--Dv n] [--bs n] [--C n] [--causal 0|1]\n"
-                 "       [--l n] [--d n] [--threads n] [--reps n] [--peak] [--bandwidth] [--json] [--quiet] [--scaling]\n"
+                 "       [--l n] [--d n] [--B n] [--P n] [--threads n] [--reps n] [--peak] [--bandwidth] [--json] [--quiet] [--scaling]\n"
                  "ops: forward, backward (selected attention), compress, compress-grad, compress-attention,\n"
-                 "     compress-attention-grad (bs and C are l' and k there; built-in causal rule)\n"
+                 "     compress-attention-grad (bs and C are l' and k there; built-in causal rule),\n"
+                 "     compress-attention-infer (one decode step of --B sequences of T tokens, page size --P)\n"
                  "--scaling times each workload at 1 thread and at --threads (reps interleaved) and prints the speed-up\n"
                  "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
                  "presets:");
     for (const Preset& p : kPresets) std::fprintf(stderr, " %s", p.name);
+    for (const DecodePreset& p : kDecodePresets) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
 }
 
@@ -531,6 +598,19 @@ int main(int argc, char** argv) {
                     w.name = p.name;
                     w.op = p.op;
                     w.dtype = p.dtype;
+                    w.T = p.T;
+                    w.N1 = p.N1;
+                    w.N2 = p.N2;
+                    work.push_back(w);
+                    found = true;
+                }
+            for (const DecodePreset& p : kDecodePresets)
+                if (n == "all" || n == p.name) {
+                    Workload w;
+                    w.name = p.name;
+                    w.op = p.op;
+                    w.dtype = p.dtype;
+                    w.B = p.B;
                     w.T = p.T;
                     w.N1 = p.N1;
                     w.N2 = p.N2;
@@ -609,11 +689,11 @@ int main(int argc, char** argv) {
     }
     bool any_compress = bandwidth;
     for (const Workload& w : work) {
-        if (!is_select(w) && !is_compress(w) && !is_compress_attention(w)) {
+        if (!is_select(w) && !is_compress(w) && !is_compress_attention(w) && !is_decode(w)) {
             usage();
             return 2;
         }
-        any_compress = any_compress || is_compress(w);
+        any_compress = any_compress || is_compress(w) || is_decode(w);
     }
     // The streaming bandwidth, measured in the same run as the memory-bound workloads it is
     // compared with (at 1 thread and at --threads).
@@ -638,6 +718,35 @@ int main(int argc, char** argv) {
         for (std::size_t c = 0; c < counts.size(); ++c) {
             const Result& r = results[c];
             const int n = counts[c];
+            if (is_decode(w)) {
+                // A decode step: the bytes it must read per second against the streaming read
+                // bandwidth, and its FLOPs against the fp32 FMA peak, both measured in this run.
+                const double gbs = decode_bytes(w) / r.median * 1e-9, gf = flops(w) / r.median * 1e-9;
+                const double ref = (n == 1 ? bw1 : bwn).read_gbs, pk = n == 1 ? fp32.one : fp32.at_threads;
+                if (json)
+                    std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"T\":%lld,"
+                                "\"compressed_T\":%lld,\"N1\":%lld,\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"l\":%lld,"
+                                "\"d\":%lld,\"sel\":%lld,\"k\":%lld,\"P\":%lld},\"threads\":%d,\"kernel\":\"%s\","
+                                "\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"bytes\":%.0f,\"gbs\":%.2f,"
+                                "\"read_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f,\"gflops\":%.2f,"
+                                "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"workspace_bytes\":%lld}\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B,
+                                (long long)w.T, (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2,
+                                (long long)w.Dk, (long long)w.Dv, (long long)w.l, (long long)w.d, (long long)w.bs,
+                                (long long)w.C, (long long)w.P, n, kernel ? kernel : "auto", reps, r.median, r.min,
+                                decode_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0, gf, pk, pk > 0 ? gf / pk : 0.0,
+                                (long long)r.workspace);
+                else
+                    std::printf("%-20s %-4s B=%lld T=%lld (C=%lld) N1=%lld N2=%lld Dk=%lld Dv=%lld P=%lld threads=%d: "
+                                "step %.3f ms (min %.3f), %.1f GB/s = %.1f%% of %.1f GB/s read bandwidth, "
+                                "%.1f GFLOP/s = %.1f%% of %.1f GFLOP/s fp32 FMA peak, workspace %.1f MiB\n",
+                                w.name.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B, (long long)w.T,
+                                (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2, (long long)w.Dk,
+                                (long long)w.Dv, (long long)w.P, n, 1e3 * r.median, 1e3 * r.min, gbs,
+                                ref > 0 ? 100 * gbs / ref : 0.0, ref, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
+                                double(r.workspace) / (1 << 20));
+                continue;
+            }
             if (is_compress(w)) {
                 // Memory-bound: bytes it must move per second against the copy bandwidth (read +
                 // written bytes per second, the same accounting).

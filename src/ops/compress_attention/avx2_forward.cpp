@@ -90,42 +90,6 @@ struct TileScratch {
     std::int32_t* top;       // [k]
 };
 
-// One row in place: s -> E = exp(scale s - max) on visible lanes, 0 elsewhere; returns max, sum.
-NSA_AVX2 void softmax_row(float* s, const std::uint8_t* vis, std::int64_t np, float scale, float* mx_out,
-                          float* sum_out) {
-    const __m256 vscale = _mm256_set1_ps(scale);
-    const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    NanMax mx = nanmax_init();
-    for (std::int64_t j0 = 0; j0 < np; j0 += kLanes) {
-        const __m256 v = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j0), vscale), lanes_of(vis + j0));
-        _mm256_storeu_ps(s + j0, v);
-        nanmax_add(mx, v);
-    }
-    const float m = nanmax_value(mx);
-    const __m256 vm = _mm256_set1_ps(m);
-    __m256 sum = _mm256_setzero_ps();
-    for (std::int64_t j0 = 0; j0 < np; j0 += kLanes) {
-        const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j0), vm)), lanes_of(vis + j0));
-        _mm256_storeu_ps(s + j0, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    *mx_out = m;
-    *sum_out = hsum(sum);
-}
-
-// psum[j] = sum_g E[g][j] * inv[g] for j < np, the G rows of one token (in order), 0 where the
-// token does not see j: a NaN row has inv = NaN, and 0 * NaN must not reach a block the token does
-// not see.
-NSA_AVX2 void sum_heads(const float* e, std::int64_t lds, const float* inv, std::int64_t G, std::int64_t np,
-                        const std::uint8_t* vis, float* psum) {
-    for (std::int64_t j0 = 0; j0 < np; j0 += kLanes) {
-        __m256 acc = _mm256_setzero_ps();
-        for (std::int64_t g = 0; g < G; ++g)
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(e + g * lds + j0), _mm256_set1_ps(inv[g]), acc);
-        _mm256_storeu_ps(psum + j0, _mm256_and_ps(acc, lanes_of(vis + j0)));
-    }
-}
-
 template <class S>
 NSA_AVX2 void forward_tile(const Problem& p, const ForwardLayout& l, const ForwardPacked& pk, std::int64_t n2,
                            const QueryTile& tile, const TileScratch& w) {

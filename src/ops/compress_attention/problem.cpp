@@ -58,17 +58,8 @@ void check_params(const CompressAttentionParams& p, Problem& pr) {
         invalid("sparseMode = ", p.sparse_mode,
                 " is not supported (expected 0 or 1: attenMaskOptional applied when given, or 2: the built-in NSA "
                 "causal rule)");
-    if (p.compress_stride < 1) invalid("compressStride = ", p.compress_stride, " must be >= 1");
-    if (p.compress_block_size < p.compress_stride)
-        invalid("compressBlockSize = ", p.compress_block_size, " must be >= compressStride = ", p.compress_stride,
-                " (d <= l)");
-    if (p.select_block_size < p.compress_block_size)
-        invalid("selectBlockSize = ", p.select_block_size, " must be >= compressBlockSize = ", p.compress_block_size,
-                " (l <= l')");
-    if (p.select_block_size % p.compress_stride != 0)
-        invalid("selectBlockSize = ", p.select_block_size, " must be a multiple of compressStride = ",
-                p.compress_stride);
-    if (p.select_block_count < 1) invalid("selectBlockCount = ", p.select_block_count, " must be >= 1");
+    check_selection_attributes(p.compress_block_size, p.compress_stride, p.select_block_size, p.select_block_count,
+                               "compressStride");
     pr.scale = p.scale;
     pr.l = p.compress_block_size;
     pr.d = p.compress_stride;
@@ -153,6 +144,15 @@ struct Checker {
 };
 
 }  // namespace
+
+void check_selection_attributes(std::int64_t l, std::int64_t d, std::int64_t sel, std::int64_t k,
+                                const char* stride_name) {
+    if (d < 1) invalid(stride_name, " = ", d, " must be >= 1");
+    if (l < d) invalid("compressBlockSize = ", l, " must be >= ", stride_name, " = ", d, " (d <= l)");
+    if (sel < l) invalid("selectBlockSize = ", sel, " must be >= compressBlockSize = ", l, " (l <= l')");
+    if (sel % d != 0) invalid("selectBlockSize = ", sel, " must be a multiple of ", stride_name, " = ", d);
+    if (k < 1) invalid("selectBlockCount = ", k, " must be >= 1");
+}
 
 Problem validate_forward(const CompressAttentionArgs& args, const CompressAttentionParams& params) {
     Problem pr;

@@ -96,6 +96,11 @@ struct Problem {
 };
 
 Problem validate_forward(const CompressAttentionArgs& args, const CompressAttentionParams& params);
+
+// The relations of l, d, l' and k that both compress attention operators (training and decoding)
+// require: 1 <= d <= l <= l', l' % d == 0, k >= 1. stride_name: the stride's CANN name there.
+void check_selection_attributes(std::int64_t l, std::int64_t d, std::int64_t sel, std::int64_t k,
+                                const char* stride_name);
 Problem validate_backward(const CompressAttentionGradArgs& args, const CompressAttentionParams& params);
 
 // Importance-score stencil weight w(t) = #{(a, b): 0 <= a < m, 0 <= b < n, a + b = t}.

@@ -49,6 +49,24 @@ bool visible(const Problem& p, std::int64_t b, std::int64_t i, std::int64_t j) {
     return true;
 }
 
+std::vector<double> block_scores(const std::vector<double>& psum, std::int64_t ns, std::int64_t m_blocks,
+                                 std::int64_t n_taps) {
+    // score[J] = sum_t w(t) psum[(J + 1) m - t], positions outside [0, C) left out: a walk over
+    // the positions (t = (J + 1) m - j, in long double, exact for any int64 m, so any l' works),
+    // w(t) = min(t + 1, n, m + n - 1 - t) for 0 <= t <= m + n - 2.
+    const std::int64_t C = static_cast<std::int64_t>(psum.size());
+    std::vector<double> score(idx(ns), 0.0);
+    const long double m = static_cast<long double>(m_blocks), n = static_cast<long double>(n_taps);
+    for (std::int64_t J = 0; J < ns; ++J)
+        for (std::int64_t j = 0; j < C; ++j) {
+            const long double tap = static_cast<long double>(J + 1) * m - static_cast<long double>(j);
+            if (tap < 0 || tap > m + n - 2) continue;
+            const long double w = std::min({tap + 1, n, m + n - 1 - tap});
+            score[idx(J)] += static_cast<double>(w) * psum[idx(j)];
+        }
+    return score;
+}
+
 std::vector<std::int32_t> rank(const std::vector<double>& score, const std::vector<std::uint8_t>& forced,
                                std::int64_t k) {
     std::vector<std::int32_t> order(score.size());
@@ -104,19 +122,9 @@ ForwardResult forward(const Problem& p) {
                     r.max[idx(t * p.N1 + h)] = mx;
                     r.sum[idx(t * p.N1 + h)] = sum;
                 }
-                // score[J] = sum_t w(t) psum[(J + 1) m - t], positions outside [0, C) left out: a
-                // walk over the positions (t = (J + 1) m - j, in long double, exact for any int64
-                // m, so any l' works), w(t) = min(t + 1, n, m + n - 1 - t) for 0 <= t <= m + n - 2.
-                std::vector<double> score(idx(ns), 0.0);
+                const std::vector<double> score = block_scores(psum, ns, p.m, p.n);
                 std::vector<std::uint8_t> forced(idx(ns), 0);
-                const long double m = static_cast<long double>(p.m), n = static_cast<long double>(p.n);
                 for (std::int64_t J = 0; J < ns; ++J) {
-                    for (std::int64_t j = 0; j < C; ++j) {
-                        const long double tap = static_cast<long double>(J + 1) * m - static_cast<long double>(j);
-                        if (tap < 0 || tap > m + n - 2) continue;
-                        const long double w = std::min({tap + 1, n, m + n - 1 - tap});
-                        score[idx(J)] += static_cast<double>(w) * psum[idx(j)];
-                    }
                     forced[idx(J)] = p.use_topk_mask && *element<const std::uint8_t>(p.topk_mask, i, J) != 0;
                     r.score[idx((t * p.N2 + n2) * p.max_ns + J)] = score[idx(J)];
                     r.forced[idx((t * p.N2 + n2) * p.max_ns + J)] = forced[idx(J)];

@@ -41,6 +41,11 @@ BackwardResult backward(const Problem& p);
 // Query position i of batch b sees compressed position j (j < C_b).
 bool visible(const Problem& p, std::int64_t b, std::int64_t i, std::int64_t j);
 
+// The importance score of blocks [0, ns) from the probabilities of one (token, kv head) summed
+// over its heads, psum[j] for the compressed positions j < C = psum.size() (docs/spec/README.md,
+// "Importance score"); m = l' / d, n = l / d. Shared with the compress attention infer's oracle.
+std::vector<double> block_scores(const std::vector<double>& psum, std::int64_t ns, std::int64_t m, std::int64_t n);
+
 // The ranking of docs/spec section 6 on score[0, ns): k entries, -1 past ns. NaN scores rank
 // after the forced blocks and before every number, in ascending index.
 std::vector<std::int32_t> rank(const std::vector<double>& score, const std::vector<std::uint8_t>& forced,

@@ -21,10 +21,12 @@ namespace opennsa::detail::compress_attention {
 // ascending t (descending position); interior blocks (all taps inside the batch, the same weight
 // sequence) are done kGroup at a time as independent chains -- the same sums as one block after
 // the other, and dropping the outside taps drops only exact zeros.
+// m = l' / d, n = floor(l / d). Blocks past ceil(C / m) are fine too (the decoding operator's
+// NS_b may be one more): their taps outside the batch are left out the same way.
 template <class A>
-inline void block_scores(const Problem& p, const A* psum, std::int64_t C, std::int64_t ns, A* score) noexcept {
+inline void block_scores(std::int64_t m, std::int64_t n, const A* psum, std::int64_t C, std::int64_t ns,
+                         A* score) noexcept {
     constexpr std::int64_t kGroup = 8;
-    const std::int64_t m = p.m, n = p.n;
     // Block J's taps cover positions [J*m - (n - 2), (J + 1)*m]; the weight of position J*m + u is
     // n - 1 + u for u <= 0 and min(n, m + 1 - u) above (w(t) with t = m - u, no overflow).
     const auto weight = [&](std::int64_t u) { return static_cast<A>(u <= 0 ? n - 1 + u : std::min(n, m + 1 - u)); };
@@ -33,7 +35,7 @@ inline void block_scores(const Problem& p, const A* psum, std::int64_t C, std::i
     const std::int64_t inner_end = C - 1 >= m ? std::min(ns, (C - 1) / m) : 0;  // J + 1 <= (C - 1) / m
     std::int64_t J = 0;
     const auto scalar = [&](std::int64_t b) {
-        const std::int64_t base = b * m;  // < C
+        const std::int64_t base = b * m;  // < C + n: blocks never reach past the compressed span
         const std::int64_t lo = std::max<std::int64_t>(0, base - (n - 2));
         const std::int64_t hi = m > C - 1 - base ? C - 1 : base + m;
         A acc = 0;
@@ -50,6 +52,11 @@ inline void block_scores(const Problem& p, const A* psum, std::int64_t C, std::i
         for (std::int64_t g = 0; g < kGroup; ++g) score[J + g] = acc[g];
     }
     for (; J < ns; ++J) scalar(J);
+}
+
+template <class A>
+inline void block_scores(const Problem& p, const A* psum, std::int64_t C, std::int64_t ns, A* score) noexcept {
+    block_scores(p.m, p.n, psum, C, ns, score);
 }
 
 // The ranking rule: forced blocks first (ascending index), then NaN scores (ascending index), then
