@@ -54,7 +54,6 @@ NSA_AVX2 inline __m256 exp_shift(__m256 m) {
 template <class S>
 struct Kernel {
     const Problem& p;
-    const Split& split;
     PartialLayout<float> layout;
     std::int64_t Gp, Dkp, Dvp;
     int nthreads;
@@ -62,8 +61,8 @@ struct Kernel {
     std::vector<float> scratch;  // per worker: qt [Dk][Gp], k [n][Dkp], v [n][Dvp], st [n][Gp], sub, fa, fb, qrow
     std::vector<std::int64_t> positions;
 
-    Kernel(const Problem& pr, const Split& sp, int threads)
-        : p(pr), split(sp), layout{pr.G, tiles::padded(pr.G), tiles::padded(pr.Dv)}, Gp(tiles::padded(pr.G)),
+    Kernel(const Problem& pr, int threads)
+        : p(pr), layout{pr.G, tiles::padded(pr.G), tiles::padded(pr.Dv)}, Gp(tiles::padded(pr.G)),
           Dkp(tiles::padded(pr.Dk)), Dvp(tiles::padded(pr.Dv)), nthreads(threads) {
         const std::int64_t rows = checked_product({kSubBlockKeys, checked_add(Dkp, Dvp + Gp, "the row scratch")},
                                                   "the row scratch");
@@ -79,6 +78,7 @@ struct Kernel {
     float* vc(int w) { return kc(w) + kSubBlockKeys * Dkp; }
     float* st(int w) { return vc(w) + kSubBlockKeys * Dvp; }
     float* sub(int w) { return st(w) + kSubBlockKeys * Gp; }
+    std::int64_t* positions_of(int w) { return positions.data() + w * kSubBlockKeys; }
     float* fa(int w) { return sub(w) + layout.size(); }
     float* fb(int w) { return fa(w) + Gp; }
     float* qrow(int w) { return fb(w) + Gp; }
@@ -127,16 +127,6 @@ struct Kernel {
         }
         gemm_tiles(p.G, Dvp, n, StridedA{T, 1, Gp}, StridedB{V, Dvp}, StridedC{layout.o(part), Dvp}, false);
         PartialLayout<float>::count(part) = static_cast<float>(n);
-    }
-
-    void chunk(int w, std::int64_t b, std::int64_t s, std::int64_t n2, std::int64_t c, float* part) {
-        PartialLayout<float>::count(part) = 0;
-        for_each_subblock(p, split, b, s, n2, c, positions.data() + w * kSubBlockKeys,
-                          [&](const std::int64_t* pos, std::int64_t n) {
-                              const bool first = PartialLayout<float>::count(part) == 0;
-                              subblock(w, b, n2, pos, n, first ? part : sub(w));
-                              if (!first) combine(w, part, sub(w));
-                          });
     }
 
     // acc <- fold(acc, part): the common max M, factors exp(m - M), then l and o rescaled and added.
@@ -190,7 +180,7 @@ struct Kernel {
 template <class S>
 void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const Split split = make_split(p);
-    Kernel<S> kernel(p, split, thread_count());
+    Kernel<S> kernel(p, thread_count());
     Carver carver(workspace.data());
     const std::span<float> partials = carve_partials<float>(split, kernel.layout, carver);
     run_rows<float>(p, split, partials, kernel);

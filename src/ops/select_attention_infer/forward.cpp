@@ -17,15 +17,14 @@ template <class S>
 struct GenericKernel {
     using A = Accum<S>;
     const Problem& p;
-    const Split& split;
     PartialLayout<A> layout;
     int nthreads;
     std::int64_t per_worker;
     std::vector<A> scratch;             // per worker: q [G][Dk], k [n][Dk], v [n][Dv], s [n][G], sub partial
     std::vector<std::int64_t> positions;  // per worker: kSubBlockKeys
 
-    GenericKernel(const Problem& pr, const Split& sp, int threads)
-        : p(pr), split(sp), layout{pr.G, pr.G, pr.Dv}, nthreads(threads) {
+    GenericKernel(const Problem& pr, int threads)
+        : p(pr), layout{pr.G, pr.G, pr.Dv}, nthreads(threads) {
         per_worker = checked_add(
             checked_product({p.G + kSubBlockKeys, p.Dk}, "the row scratch"),
             checked_add(checked_product({kSubBlockKeys, p.Dv + p.G}, "the row scratch"), layout.size(), "the row scratch"),
@@ -40,6 +39,7 @@ struct GenericKernel {
     A* vc(int w) { return kc(w) + kSubBlockKeys * p.Dk; }
     A* sc(int w) { return vc(w) + kSubBlockKeys * p.Dv; }
     A* sub(int w) { return sc(w) + kSubBlockKeys * p.G; }
+    std::int64_t* positions_of(int w) { return positions.data() + w * kSubBlockKeys; }
 
     static void load(const S* src, std::int64_t stride, A* out, std::int64_t n) {
         for (std::int64_t e = 0; e < n; ++e) out[e] = load_acc(src + e * stride);
@@ -87,16 +87,6 @@ struct GenericKernel {
         PartialLayout<A>::count(part) = static_cast<A>(n);
     }
 
-    void chunk(int w, std::int64_t b, std::int64_t s, std::int64_t n2, std::int64_t c, A* part) {
-        PartialLayout<A>::count(part) = 0;
-        for_each_subblock(p, split, b, s, n2, c, positions.data() + w * kSubBlockKeys,
-                          [&](const std::int64_t* pos, std::int64_t n) {
-                              const bool first = PartialLayout<A>::count(part) == 0;
-                              subblock(w, b, n2, pos, n, first ? part : sub(w));
-                              if (!first) combine(w, part, sub(w));
-                          });
-    }
-
     void combine(int, A* acc, const A* part) {
         const A pc = PartialLayout<A>::count(part);
         if (pc == 0) return;
@@ -138,7 +128,7 @@ template <class S>
 void generic_forward(const Problem& p, std::span<std::byte> workspace) {
     using A = Accum<S>;
     const Split split = make_split(p);
-    GenericKernel<S> kernel(p, split, thread_count());
+    GenericKernel<S> kernel(p, thread_count());
     Carver carver(workspace.data());
     const std::span<A> partials = carve_partials<A>(split, kernel.layout, carver);
     run_rows<A>(p, split, partials, kernel);

@@ -93,11 +93,22 @@ std::span<A> carve_partials(const Split& split, const PartialLayout<A>& layout, 
 }
 
 // Runs the folds of every row. Kernel (per-worker state indexed by `worker`):
-//   begin_row(worker, b, s, n2)            prepares the row's query heads
-//   chunk(worker, b, s, n2, c, A* part)    part <- chunk c's partial (count 0 when it sees nothing)
-//   combine(worker, A* acc, const A* part) acc <- fold(acc, part)
-//   store(worker, b, s, n2, const A* acc)  the G output rows, rounded once (zeros for count 0)
-//   partial_size(), threads()
+//   begin_row(worker, b, s, n2)                  prepares the row's query heads
+//   subblock(worker, b, n2, positions, n, part)  part <- the partial of n keys (n >= 1)
+//   combine(worker, A* acc, const A* part)       acc <- fold(acc, part)
+//   store(worker, b, s, n2, const A* acc)        the G output rows, rounded once (zeros for count 0)
+//   positions_of(worker) (kSubBlockKeys entries), sub(worker) (a partial), partial_size(), threads()
+template <class A, class Kernel>
+void fold_chunk(const Problem& p, const Split& split, Kernel& k, int w, std::int64_t b, std::int64_t s, std::int64_t n2,
+                std::int64_t c, A* part) {
+    PartialLayout<A>::count(part) = 0;  // a chunk that sees nothing
+    for_each_subblock(p, split, b, s, n2, c, k.positions_of(w), [&](const std::int64_t* pos, std::int64_t n) {
+        const bool first = PartialLayout<A>::count(part) == 0;
+        k.subblock(w, b, n2, pos, n, first ? part : k.sub(w));
+        if (!first) k.combine(w, part, k.sub(w));
+    });
+}
+
 template <class A, class Kernel>
 void run_rows(const Problem& p, const Split& split, std::span<A> partials, Kernel& k) {
     const int threads = k.threads();
@@ -112,7 +123,7 @@ void run_rows(const Problem& p, const Split& split, std::span<A> partials, Kerne
             const std::int64_t row = task / split.chunks, c = task % split.chunks;
             locate(row, &b, &s, &n2);
             k.begin_row(worker, b, s, n2);
-            k.chunk(worker, b, s, n2, c, partials.data() + task * ps);
+            fold_chunk<A>(p, split, k, worker, b, s, n2, c, partials.data() + task * ps);
         });
         parallel_for(split.rows, threads, [&](std::int64_t row, int worker) {
             std::int64_t b = 0, s = 0, n2 = 0;
@@ -130,9 +141,9 @@ void run_rows(const Problem& p, const Split& split, std::span<A> partials, Kerne
         A* acc = scratch.data() + worker * 2 * ps;
         A* part = acc + ps;
         k.begin_row(worker, b, s, n2);
-        k.chunk(worker, b, s, n2, 0, acc);
+        fold_chunk<A>(p, split, k, worker, b, s, n2, 0, acc);
         for (std::int64_t c = 1; c < split.chunks; ++c) {
-            k.chunk(worker, b, s, n2, c, part);
+            fold_chunk<A>(p, split, k, worker, b, s, n2, c, part);
             k.combine(worker, acc, part);
         }
         k.store(worker, b, s, n2, acc);
