@@ -7,3 +7,4 @@
 #include "opennsa/compress.hpp"
 #include "opennsa/compress_attention.hpp"
 #include "opennsa/compress_attention_infer.hpp"
+#include "opennsa/select_attention_infer.hpp"

@@ -18,6 +18,7 @@ from . import _select_attention as _ops
 from ._compress import npu_nsa_compress, npu_nsa_compress_grad
 from ._compress_attention import npu_nsa_compress_attention
 from ._compress_attention_infer import npu_nsa_compress_attention_infer
+from ._select_attention_infer import npu_nsa_select_attention_infer
 
 __all__ = [
     "npu_nsa_select_attention",
@@ -26,6 +27,7 @@ __all__ = [
     "npu_nsa_compress_grad",
     "npu_nsa_compress_attention",
     "npu_nsa_compress_attention_infer",
+    "npu_nsa_select_attention_infer",
     "set_num_threads",
     "get_num_threads",
     "library_version",

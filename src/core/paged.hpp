@@ -72,17 +72,32 @@ struct BlockTable {
     }
 };
 
+// The pages batch b reads for `tokens` logical tokens, ceil(tokens / P), after checking that the
+// table has that many columns.
+inline std::int64_t pages_used(const BlockTable& table, const char* table_name, std::size_t b, std::int64_t tokens,
+                               std::int64_t page_size) {
+    const std::int64_t cols = table.view.shape[1];
+    const std::int64_t used = ceil_div(tokens, page_size);
+    if (used > cols)
+        invalid(table_name, ": batch ", b, " holds ", tokens, " tokens, ", used, " pages of ", page_size,
+                ", but the table has ", cols, " columns");
+    return used;
+}
+
+// The table has a column for every page of each batch's `lengths[b]` tokens: the metadata half of
+// check_block_table, for a first phase that must not read tensor contents.
+inline void check_block_table_columns(const BlockTable& table, const char* table_name,
+                                      const std::vector<std::int64_t>& lengths, std::int64_t page_size) {
+    for (std::size_t b = 0; b < lengths.size(); ++b) (void)pages_used(table, table_name, b, lengths[b], page_size);
+}
+
 // The entries batch b reads for `tokens` logical tokens (pages [0, ceil(tokens / P))) must exist
 // (the table has that many columns) and name a page of the cache: checked for every batch before
 // anything is written. lengths[b]: tokens of batch b. Only the entries that cover tokens are read.
 inline void check_block_table(const BlockTable& table, const char* table_name, const std::vector<std::int64_t>& lengths,
                               const PagedCache& cache, const char* cache_name) {
-    const std::int64_t cols = table.view.shape[1];
     for (std::size_t b = 0; b < lengths.size(); ++b) {
-        const std::int64_t used = ceil_div(lengths[b], cache.page_size);
-        if (used > cols)
-            invalid(table_name, ": batch ", b, " holds ", lengths[b], " tokens, ", used, " pages of ", cache.page_size,
-                    ", but the table has ", cols, " columns");
+        const std::int64_t used = pages_used(table, table_name, b, lengths[b], cache.page_size);
         for (std::int64_t j = 0; j < used; ++j) {
             const std::int64_t page = table.at(static_cast<std::int64_t>(b), j);
             if (page < 0 || page >= cache.pages)

@@ -43,7 +43,9 @@ inline ::testing::AssertionResult message_names(const char* what) {
 // offset = pad and the host view's strides: results must not depend on where the view starts.
 class AclMirror {
 public:
-    AclMirror(const HostTensor& h, std::int64_t pad) : pad_(pad), elt_(opennsa::dtype_size(h.view.dtype)) {
+    // H: any host tensor with `bytes` and a `view` over them (HostTensor, the decoding tests' HostNd).
+    template <class H>
+    AclMirror(const H& h, std::int64_t pad) : pad_(pad), elt_(opennsa::dtype_size(h.view.dtype)) {
         buf_.assign(static_cast<std::size_t>(pad) * elt_, 0xEE);
         buf_.insert(buf_.end(), h.bytes.begin(), h.bytes.end());
         const opennsa::TensorView& v = h.view;
@@ -58,7 +60,8 @@ public:
     aclTensor* get() const { return tensor_; }
     void poison() { std::memset(payload(), 0xFF, buf_.size() - lead()); }
     // The payload equals the host tensor's buffer byte for byte, and the lead is untouched.
-    ::testing::AssertionResult same_bits(const HostTensor& h, const char* what) const {
+    template <class H>
+    ::testing::AssertionResult same_bits(const H& h, const char* what) const {
         for (std::size_t i = 0; i < lead(); ++i)
             if (buf_[i] != 0xEE) return ::testing::AssertionFailure() << what << ": byte before the view written";
         if (std::memcmp(buf_.data() + lead(), h.bytes.data(), h.bytes.size()) != 0)

@@ -65,11 +65,11 @@ endforeach()
 # plus include/aclnn and include/aclnnop, the shared library. The implemented operators' programs
 # run; the others (operators not implemented yet) are compiled only.
 set(cann_flags -std=c++11 -I${prefix}/include -I${prefix}/include/aclnn -I${prefix}/include/aclnnop)
-foreach(name nsa_selected_attention nsa_selected_attention_grad)
+foreach(name nsa_selected_attention nsa_selected_attention_grad nsa_select_attention_infer)
   run(${CXX} ${cann_flags} ${extra} ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -L${prefix}/lib -lopennsa
       -Wl,-rpath,${prefix}/lib -o ${WORK_DIR}/cann_${name})
   run(${emulator} ${WORK_DIR}/cann_${name})
 endforeach()
-foreach(name nsa_compress_attention nsa_select_attention_infer)
+foreach(name nsa_compress_attention)
   run(${CXX} ${cann_flags} ${extra} -c ${SOURCE_DIR}/tests/capi/cann_programs/${name}.cpp -o ${WORK_DIR}/cann_${name}.o)
 endforeach()

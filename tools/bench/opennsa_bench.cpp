@@ -9,6 +9,7 @@
 //   opennsa-bench --preset bwd-bf16-n64 --threads 2 --scaling   # 1 vs 2 threads, interleaved
 //   opennsa-bench --preset cattn-infer-bf16-b16 --preset cattn-infer-bf16-b1   # one decode step
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -41,6 +43,8 @@ using Clock = std::chrono::steady_clock;
 // sparse_mode 2, over the C(T) compressed tokens of compression l, stride d; bs and C are l' and k);
 // "compress-attention-infer": one decode step (one query token) of B sequences of T raw tokens,
 // over their C(T) compressed tokens in a paged cache of page size P (pages scattered at random).
+// "select-attention-infer": one decoding step (one query token per sequence) of B sequences of T
+// cached tokens in pages of P, bs and C being l' and k.
 struct Workload {
     std::string name = "custom";
     std::string op = "backward";
@@ -56,7 +60,9 @@ bool is_compress(const Workload& w) { return w.op == "compress" || w.op == "comp
 bool is_compress_attention(const Workload& w) {
     return w.op == "compress-attention" || w.op == "compress-attention-grad";
 }
-bool is_decode(const Workload& w) { return w.op == "compress-attention-infer"; }
+bool is_cattn_infer(const Workload& w) { return w.op == "compress-attention-infer"; }
+bool is_sel_infer(const Workload& w) { return w.op == "select-attention-infer"; }
+bool is_decode(const Workload& w) { return is_cattn_infer(w) || is_sel_infer(w); }
 std::int64_t compressed_tokens(const Workload& w) { return w.T >= w.l ? (w.T - w.l) / w.d + 1 : 0; }
 
 struct Preset {
@@ -64,6 +70,7 @@ struct Preset {
     const char* op;
     DType dtype;
     std::int64_t T, N1, N2;
+    std::int64_t B = 1;  // decoding: sequences of T cached tokens
 };
 
 // The issue's workloads (Dk=192, Dv=128, bs=64, C=16, causal).
@@ -85,19 +92,13 @@ constexpr Preset kPresets[] = {
     {"compress-f16", "compress", DType::f16, 8192, 64, 4},
     {"compress-grad-bf16", "compress-grad", DType::bf16, 8192, 64, 4},
     {"compress-grad-f16", "compress-grad", DType::f16, 8192, 64, 4},
+    // One decoding step (l' = 64, k = 16, page size 128, one query token per sequence).
+    {"sel-infer-bf16-b16", "select-attention-infer", DType::bf16, 32768, 64, 4, 16},
+    {"sel-infer-bf16-b1", "select-attention-infer", DType::bf16, 131072, 64, 4, 1},
+    {"cattn-infer-bf16-b16", "compress-attention-infer", DType::bf16, 32768, 64, 4, 16},
+    {"cattn-infer-bf16-b1", "compress-attention-infer", DType::bf16, 131072, 64, 4, 1},
 };
 
-// Decoding presets: B sequences of T raw tokens, one query token each, page size 128.
-struct DecodePreset {
-    const char* name;
-    const char* op;
-    DType dtype;
-    std::int64_t B, T, N1, N2;
-};
-constexpr DecodePreset kDecodePresets[] = {
-    {"cattn-infer-bf16-b16", "compress-attention-infer", DType::bf16, 16, 32768, 64, 4},
-    {"cattn-infer-bf16-b1", "compress-attention-infer", DType::bf16, 1, 131072, 64, 4},
-};
 
 // Visible (query, compressed key) pairs per query head under the built-in causal rule: query i
 // sees compressed token j iff j*d + l - 1 <= i.
@@ -109,7 +110,7 @@ double compressed_pairs(const Workload& w) {
 }
 
 double flops(const Workload& w) {
-    if (is_decode(w)) return 2.0 * double(w.B) * double(w.N1) * double(compressed_tokens(w)) * double(w.Dk + w.Dv);
+    if (is_cattn_infer(w)) return 2.0 * double(w.B) * double(w.N1) * double(compressed_tokens(w)) * double(w.Dk + w.Dv);
     if (is_compress_attention(w)) {
         const double base = 2.0 * double(w.N1) * compressed_pairs(w);
         return w.op == "compress-attention" ? base * double(w.Dk + w.Dv) : base * double(3 * w.Dk + 2 * w.Dv);
@@ -127,9 +128,9 @@ double compress_bytes(const Workload& w) {
     return w.op == "compress" ? in + out + weight : out + 2 * in + 2 * weight;  // grad: read dOut, input; write dInput
 }
 
-// Bytes a decode step must read at the least: the compressed K and V of every sequence, the
+// Bytes a compressed-attention decode step must read at the least: the compressed K and V of every sequence, the
 // queries and the block tables.
-double decode_bytes(const Workload& w) {
+double compress_attention_infer_bytes(const Workload& w) {
     const double e = double(opennsa::dtype_size(w.dtype)), C = double(compressed_tokens(w));
     const double pages = double((compressed_tokens(w) + w.P - 1) / w.P);
     return double(w.B) * (C * double(w.N2) * double(w.Dk + w.Dv) * e + double(w.N1 * w.Dk) * e + pages * 4);
@@ -337,13 +338,16 @@ std::int64_t peak_rss_bytes() {
 struct Result {
     double median = 0, min = 0;
     std::size_t workspace = 0;  // bytes the library allocates per call beyond inputs and outputs
+    double bytes = 0;           // decoding: bytes a call must read
 };
 
 // The call a workload times, with its buffers (kept alive with it) and its workspace size.
 struct Prepared {
     std::vector<Buffer> buffers;
     std::function<void()> run;
+    std::function<void()> before;  // untimed, before each run (decoding: evict the caches)
     std::size_t workspace = 0;
+    double bytes = 0;  // decoding: bytes one step must read
 };
 
 Prepared prepare_select(const Workload& w, int threads, std::mt19937_64& rng) {
@@ -499,18 +503,105 @@ Prepared prepare_compress_attention_infer(const Workload& w, std::mt19937_64& rn
     return p;
 }
 
+// One decoding step over a paged cache of B sequences of T tokens, bf16 [pages, P, N2, D], pages
+// of each sequence in shuffled order. Each call (warm-up included) uses the next of 16 random
+// selections (block 0, the last two blocks, distinct random others), and before each call an
+// untimed pass reads a buffer of twice the L3 size, so the selected rows come from DRAM, not from
+// the cache the previous call or the fill left them in. bytes: the selected K and V rows, the
+// queries and the block table the step reads.
+Prepared prepare_decode(const Workload& w, std::mt19937_64& rng) {
+    Prepared p;
+    const DType t = w.dtype;
+    const std::int64_t per_seq = (w.T + w.P - 1) / w.P, pages = w.B * per_seq, blocks = (w.T + w.bs - 1) / w.bs;
+    constexpr int kSelections = 16;
+    p.buffers.reserve(5 + kSelections);
+    auto& q = p.buffers.emplace_back(t, w.B, w.N1, w.Dk);
+    auto& k = p.buffers.emplace_back(t, pages * w.P, w.N2, w.Dk);
+    auto& v = p.buffers.emplace_back(t, pages * w.P, w.N2, w.Dv);
+    auto& table = p.buffers.emplace_back(DType::i32, w.B, per_seq, 1);
+    auto& out = p.buffers.emplace_back(t, w.B, w.N1, w.Dv);
+    q.fill(rng, 1.0);
+    for (Buffer* b : {&k, &v}) {  // uniform [-1, 1): a cheap generator, the caches are large
+        std::uint64_t x = rng() | 1;
+        const std::size_t n = b->bytes.size() / opennsa::dtype_size(t);
+        for (std::size_t i = 0; i < n; ++i) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            opennsa::detail::store_from_f32(b->bytes.data() + i * opennsa::dtype_size(t), t,
+                                            float(x >> 40) * 0x1p-23f - 1.0f);
+        }
+    }
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(pages));
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::int32_t(i);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::memcpy(table.bytes.data(), ids.data(), ids.size() * sizeof(std::int32_t));
+    std::vector<opennsa::SelectAttentionInferArgs> args;
+    std::vector<double> seen;  // visible keys of each selection
+    for (int sel = 0; sel < kSelections; ++sel) {
+        auto& topk = p.buffers.emplace_back(DType::i32, w.B, w.N2, w.C);
+        auto* idx = reinterpret_cast<std::int32_t*>(topk.bytes.data());
+        double keys = 0;
+        std::vector<std::int32_t> pool;
+        for (std::int64_t r = 0; r < w.B * w.N2; ++r) {
+            pool.clear();
+            for (std::int64_t x = 1; x + 2 < blocks; ++x) pool.push_back(std::int32_t(x));
+            std::vector<std::int32_t> row{0, std::int32_t(blocks - 1), std::int32_t(blocks - 2)};
+            for (std::size_t m = 0; std::int64_t(row.size()) < w.C && m < pool.size(); ++m) {
+                std::swap(pool[m], pool[std::uniform_int_distribution<std::size_t>(m, pool.size() - 1)(rng)]);
+                row.push_back(pool[m]);
+            }
+            row.resize(std::size_t(w.C), -1);
+            for (std::int64_t j = 0; j < w.C; ++j) {
+                idx[r * w.C + j] = row[std::size_t(j)];
+                if (row[std::size_t(j)] >= 0) keys += double(std::min(w.bs, w.T - row[std::size_t(j)] * w.bs));
+            }
+        }
+        seen.push_back(keys);
+        TensorView kv = TensorView::contiguous(k.bytes.data(), t, {pages, w.P, w.N2, w.Dk});
+        TensorView vv = TensorView::contiguous(v.bytes.data(), t, {pages, w.P, w.N2, w.Dv});
+        args.push_back({TensorView::contiguous(q.bytes.data(), t, {w.B, 1, w.N1, w.Dk}), kv, vv,
+                        TensorView::contiguous(topk.bytes.data(), DType::i32, {w.B, 1, w.N2, w.C}),
+                        TensorView::contiguous(table.bytes.data(), DType::i32, {w.B, per_seq}), {},
+                        TensorView::contiguous(out.bytes.data(), t, {w.B, 1, w.N1, w.Dv})});
+    }
+    opennsa::SelectAttentionInferParams params;
+    params.scale = 1.0 / std::sqrt(double(w.Dk));
+    params.head_num = w.N1;
+    params.key_value_head_num = w.N2;
+    params.select_block_size = w.bs;
+    params.select_block_count = w.C;
+    params.page_block_size = w.P;
+    params.actual_kv_seq_len = std::vector<std::int64_t>(std::size_t(w.B), w.T);
+    const double e = double(opennsa::dtype_size(t));
+    p.bytes = seen[0] * double(w.Dk + w.Dv) * e + double(w.B * w.N1 * w.Dk) * e + double(pages) * 4;  // about equal for all
+    p.workspace = opennsa::select_attention_infer_workspace_bytes(args[0], params);
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    const std::size_t evict = std::min<std::size_t>(std::size_t{1} << 30, std::max<std::size_t>(std::size_t{64} << 20, 2 * std::size_t(l3 > 0 ? l3 : 0)));
+    auto flush = std::make_shared<std::vector<std::uint64_t>>(evict / 8, 1);
+    auto next = std::make_shared<int>(0);
+    p.before = [flush] {
+        std::uint64_t s = 0;
+        for (std::uint64_t x : *flush) s += x;
+        static std::atomic<std::uint64_t> sink{0};
+        sink.store(s, std::memory_order_relaxed);
+    };
+    p.run = [args, params, next] { opennsa::select_attention_infer(args[std::size_t((*next)++ % kSelections)], params); };
+    return p;
+}
+
 // Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
 // then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
 std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
     std::mt19937_64 rng(12345);
-    Prepared p = is_decode(w)               ? prepare_compress_attention_infer(w, rng)
+    Prepared p = is_cattn_infer(w)          ? prepare_compress_attention_infer(w, rng)
                  : is_compress(w)           ? prepare_compress(w, rng)
                  : is_compress_attention(w) ? prepare_compress_attention(w, thread_counts.back(), rng)
+                 : is_sel_infer(w)          ? prepare_decode(w, rng)
                                             : prepare_select(w, thread_counts.back(), rng);
     std::vector<std::vector<double>> times(thread_counts.size());
     for (int rep = -1; rep < reps; ++rep)  // rep -1 warms up
         for (std::size_t c = 0; c < thread_counts.size(); ++c) {
             opennsa::set_num_threads(thread_counts[c]);
+            if (p.before) p.before();
             const auto t0 = Clock::now();
             p.run();
             const double s = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -523,7 +614,7 @@ std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thre
     std::vector<Result> results;
     for (std::vector<double>& ts : times) {
         std::sort(ts.begin(), ts.end());
-        results.push_back({ts[ts.size() / 2], ts.front(), p.workspace});
+        results.push_back({ts[ts.size() / 2], ts.front(), p.workspace, p.bytes});
     }
     return results;
 }
@@ -561,11 +652,11 @@ void usage() {
                  "ops: forward, backward (selected attention), compress, compress-grad, compress-attention,\n"
                  "     compress-attention-grad (bs and C are l' and k there; built-in causal rule),\n"
                  "     compress-attention-infer (one decode step of --B sequences of T tokens, page size --P)\n"
+                 "     select-attention-infer (one decoding step: --B sequences of --T tokens, pages of --P)\n"
                  "--scaling times each workload at 1 thread and at --threads (reps interleaved) and prints the speed-up\n"
                  "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
                  "presets:");
     for (const Preset& p : kPresets) std::fprintf(stderr, " %s", p.name);
-    for (const DecodePreset& p : kDecodePresets) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
 }
 
@@ -601,19 +692,7 @@ int main(int argc, char** argv) {
                     w.T = p.T;
                     w.N1 = p.N1;
                     w.N2 = p.N2;
-                    work.push_back(w);
-                    found = true;
-                }
-            for (const DecodePreset& p : kDecodePresets)
-                if (n == "all" || n == p.name) {
-                    Workload w;
-                    w.name = p.name;
-                    w.op = p.op;
-                    w.dtype = p.dtype;
                     w.B = p.B;
-                    w.T = p.T;
-                    w.N1 = p.N1;
-                    w.N2 = p.N2;
                     work.push_back(w);
                     found = true;
                 }
@@ -719,9 +798,10 @@ int main(int argc, char** argv) {
             const Result& r = results[c];
             const int n = counts[c];
             if (is_decode(w)) {
+                if (is_cattn_infer(w)) {
                 // A decode step: the bytes it must read per second against the streaming read
                 // bandwidth, and its FLOPs against the fp32 FMA peak, both measured in this run.
-                const double gbs = decode_bytes(w) / r.median * 1e-9, gf = flops(w) / r.median * 1e-9;
+                const double gbs = compress_attention_infer_bytes(w) / r.median * 1e-9, gf = flops(w) / r.median * 1e-9;
                 const double ref = (n == 1 ? bw1 : bwn).read_gbs, pk = n == 1 ? fp32.one : fp32.at_threads;
                 if (json)
                     std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"T\":%lld,"
@@ -734,7 +814,7 @@ int main(int argc, char** argv) {
                                 (long long)w.T, (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2,
                                 (long long)w.Dk, (long long)w.Dv, (long long)w.l, (long long)w.d, (long long)w.bs,
                                 (long long)w.C, (long long)w.P, n, kernel ? kernel : "auto", reps, r.median, r.min,
-                                decode_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0, gf, pk, pk > 0 ? gf / pk : 0.0,
+                                compress_attention_infer_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0, gf, pk, pk > 0 ? gf / pk : 0.0,
                                 (long long)r.workspace);
                 else
                     std::printf("%-20s %-4s B=%lld T=%lld (C=%lld) N1=%lld N2=%lld Dk=%lld Dv=%lld P=%lld threads=%d: "
@@ -745,6 +825,29 @@ int main(int argc, char** argv) {
                                 (long long)w.Dv, (long long)w.P, n, 1e3 * r.median, 1e3 * r.min, gbs,
                                 ref > 0 ? 100 * gbs / ref : 0.0, ref, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
                                 double(r.workspace) / (1 << 20));
+                    continue;
+                }
+                // Memory-bound: the bytes one step must read per second against the read bandwidth.
+                const double gbs = r.bytes / r.median * 1e-9;
+                const double ref = (n == 1 ? bw1 : bwn).read_gbs;
+                if (json)
+                    std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"L\":%lld,"
+                                "\"N1\":%lld,\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"sel\":%lld,\"k\":%lld,\"P\":%lld},"
+                                "\"threads\":%d,\"kernel\":\"%s\",\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,"
+                                "\"bytes\":%.0f,\"gbs\":%.2f,\"read_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f,"
+                                "\"workspace_bytes\":%lld}\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B, (long long)w.T,
+                                (long long)w.N1, (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs,
+                                (long long)w.C, (long long)w.P, n, kernel ? kernel : "auto", reps, r.median, r.min, r.bytes,
+                                gbs, ref, ref > 0 ? gbs / ref : 0.0, (long long)r.workspace);
+                else
+                    std::printf("%-20s B=%lld L=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld l'=%lld k=%lld P=%lld %s threads=%d: "
+                                "step %.1f us median (min %.1f), %.1f MB read, %.1f GB/s, %.1f%% of %.1f GB/s read "
+                                "bandwidth, workspace %.1f KiB\n",
+                                w.name.c_str(), (long long)w.B, (long long)w.T, (long long)w.N1, (long long)w.N2,
+                                (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C, (long long)w.P,
+                                opennsa::dtype_name(w.dtype), n, r.median * 1e6, r.min * 1e6, r.bytes * 1e-6, gbs,
+                                ref > 0 ? 100 * gbs / ref : 0.0, ref, double(r.workspace) / 1024);
                 continue;
             }
             if (is_compress(w)) {
