@@ -7,8 +7,8 @@
 #include "ops/compress_attention_infer/cases.hpp"
 
 using namespace capi_test;
-using nsa_test::InferCase;
-using nsa_test::InferTensors;
+using nsa_test::CattnInferCase;
+using nsa_test::CattnInferTensors;
 using opennsa::TensorView;
 
 namespace {
@@ -21,7 +21,7 @@ HostTensor seen_as(const HostTensor& h, const TensorView& v) {
 }
 
 struct AclInfer {
-    InferTensors& t;
+    CattnInferTensors& t;
     AclMirror q, k, v, table, out, topk;
     std::unique_ptr<AclMirror> mask;
     aclIntArray* cq = nullptr;
@@ -29,21 +29,21 @@ struct AclInfer {
     aclIntArray* csel = nullptr;
     char layout[5] = "TND";
 
-    static HostTensor table_tensor(const InferTensors& host) {
+    static HostTensor table_tensor(const CattnInferTensors& host) {
         HostTensor h;
         h.bytes.resize(host.table.size() * 4);
         std::memcpy(h.bytes.data(), host.table.data(), h.bytes.size());
         h.view = host.tablev;
         return h;
     }
-    static HostTensor mask_tensor(const InferTensors& host) {
+    static HostTensor mask_tensor(const CattnInferTensors& host) {
         HostTensor h;
         h.bytes = host.mask_bytes;
         h.view = host.maskv;
         return h;
     }
 
-    explicit AclInfer(InferTensors& host)
+    explicit AclInfer(CattnInferTensors& host)
         : t(host), q(seen_as(host.q, host.qv), 1), k(seen_as(host.key, host.keyv), 2), v(seen_as(host.value, host.valuev), 3),
           table(table_tensor(host), 4), out(seen_as(host.out, host.outv), 5), topk(seen_as(host.topk, host.topkv), 6) {
         if (host.c.mask) mask = std::make_unique<AclMirror>(mask_tensor(host), 0);
@@ -73,8 +73,8 @@ struct AclInfer {
     }
 };
 
-InferCase capi_case(DType dtype, bool bsnd, bool drafts, bool transposed) {
-    InferCase c;
+CattnInferCase capi_case(DType dtype, bool bsnd, bool drafts, bool transposed) {
+    CattnInferCase c;
     c.dtype = dtype;
     c.bsnd = bsnd;
     c.N1 = 8;
@@ -104,9 +104,9 @@ TEST(CapiCompressAttentionInfer, SameBitsAsNativeApi) {
         for (bool bsnd : {false, true})
             for (bool drafts : {false, true})
                 for (bool transposed : {false, true}) {
-                    const InferCase c = capi_case(dtype, bsnd, drafts, transposed);
+                    const CattnInferCase c = capi_case(dtype, bsnd, drafts, transposed);
                     SCOPED_TRACE(c.describe());
-                    InferTensors host(c);
+                    CattnInferTensors host(c);
                     AclInfer acl(host);  // mirrors of the poisoned outputs
                     opennsa::compress_attention_infer(host.args(), host.params);
                     ASSERT_EQ(acl.run(), ACLNN_SUCCESS) << aclGetRecentErrMsg();
@@ -116,7 +116,7 @@ TEST(CapiCompressAttentionInfer, SameBitsAsNativeApi) {
 }
 
 TEST(CapiCompressAttentionInfer, BlockTableIsReadByTheLaunch) {
-    InferTensors host(capi_case(DType::bf16, false, false, false));
+    CattnInferTensors host(capi_case(DType::bf16, false, false, false));
     AclInfer a(host);
     a.out.poison();
     a.topk.poison();
@@ -153,7 +153,7 @@ TEST(CapiCompressAttentionInfer, BlockTableIsReadByTheLaunch) {
 }
 
 TEST(CapiCompressAttentionInfer, ErrorsAreNamedAndWriteNothing) {
-    InferTensors host(capi_case(DType::bf16, true, true, true));
+    CattnInferTensors host(capi_case(DType::bf16, true, true, true));
     AclInfer a(host);
     a.out.poison();
     a.topk.poison();
@@ -174,8 +174,8 @@ TEST(CapiCompressAttentionInfer, ErrorsAreNamedAndWriteNothing) {
     };
     char tnd[4] = "TND", bsh[4] = "BSH";
     // fp32 data is the native API's; through C, fp16 and bf16 only.
-    InferCase f32 = capi_case(DType::f32, true, true, false);
-    InferTensors host32(f32);
+    CattnInferCase f32 = capi_case(DType::f32, true, true, false);
+    CattnInferTensors host32(f32);
     AclInfer a32(host32);
     const std::vector<Call> calls = {
         {"query", ACLNN_ERR_PARAM_NULLPTR, [&] { return with(nullptr, a.table.get(), a.ccmp, a.layout, p.compress_stride, a.out.get(), &ws, &ex); }},

@@ -8,19 +8,19 @@
 #include "ops/select_attention_infer/cases.hpp"
 
 using namespace capi_test;
-using nsa_test::InferCase;
-using nsa_test::InferTensors;
+using nsa_test::SelInferCase;
+using nsa_test::SelInferTensors;
 
 namespace {
 
 struct AclInfer {
-    InferTensors& t;
+    SelInferTensors& t;
     AclMirror q, k, v, topk, table, out;
     aclIntArray* q_lens = nullptr;
     aclIntArray* kv_lens = nullptr;
     char layout[8] = {};
 
-    explicit AclInfer(InferTensors& host)
+    explicit AclInfer(SelInferTensors& host)
         : t(host), q(host.q, 1), k(host.k, 2), v(host.v, 3), topk(host.topk, 4), table(host.table, 5), out(host.out, 6) {
         const auto& p = host.params;
         if (p.actual_q_seq_len) q_lens = aclCreateIntArray(p.actual_q_seq_len->data(), p.actual_q_seq_len->size());
@@ -44,8 +44,8 @@ struct AclInfer {
     }
 };
 
-InferCase capi_case(DType dtype, const char* layout, bool drafts, int storage) {
-    InferCase c;
+SelInferCase capi_case(DType dtype, const char* layout, bool drafts, int storage) {
+    SelInferCase c;
     c.dtype = dtype;
     c.layout = layout;
     c.N1 = 8;
@@ -70,9 +70,9 @@ TEST(CapiSelectAttentionInfer, SameBitsAsNativeApi) {
         for (const char* layout : {"BSND", "BSH", "TND"})
             for (bool drafts : {false, true})
                 for (int storage : {0, 1}) {
-                    InferCase c = capi_case(dtype, layout, drafts, storage);
+                    SelInferCase c = capi_case(dtype, layout, drafts, storage);
                     SCOPED_TRACE(c.describe());
-                    InferTensors host(c);
+                    SelInferTensors host(c);
                     AclInfer acl(host);  // mirrors the poisoned output
                     opennsa::select_attention_infer(host.args(), host.params);
                     ASSERT_EQ(acl.run(), ACLNN_SUCCESS) << aclGetRecentErrMsg();
@@ -81,7 +81,7 @@ TEST(CapiSelectAttentionInfer, SameBitsAsNativeApi) {
 }
 
 TEST(CapiSelectAttentionInfer, RepeatableExecutorRunsUntilDestroyed) {
-    InferTensors host(capi_case(DType::bf16, "BSND", false, 0));
+    SelInferTensors host(capi_case(DType::bf16, "BSND", false, 0));
     AclInfer acl(host);
     opennsa::select_attention_infer(host.args(), host.params);
     std::uint64_t ws_size = 0;
@@ -103,11 +103,11 @@ TEST(CapiSelectAttentionInfer, RepeatableExecutorRunsUntilDestroyed) {
 }
 
 TEST(CapiSelectAttentionInfer, ErrorsAreNamedAndWriteNothing) {
-    InferCase c = capi_case(DType::bf16, "BSND", true, 1);
+    SelInferCase c = capi_case(DType::bf16, "BSND", true, 1);
     c.kv_lens = {90, 17, 130};
     c.k = 12;  // batch 0: one row of 12 slots -> few rows, tasks by chunk: a workspace
     c.sel = 64;
-    InferTensors host(c);
+    SelInferTensors host(c);
     AclInfer a(host);
     a.out.poison();
     std::uint64_t ws = 0;
@@ -117,8 +117,8 @@ TEST(CapiSelectAttentionInfer, ErrorsAreNamedAndWriteNothing) {
         aclnnStatus status;
         std::function<aclnnStatus()> call;
     };
-    InferTensors fp32_host([&] {
-        InferCase f = c;
+    SelInferTensors fp32_host([&] {
+        SelInferCase f = c;
         f.dtype = DType::f32;
         return f;
     }());

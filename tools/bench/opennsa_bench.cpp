@@ -799,32 +799,32 @@ int main(int argc, char** argv) {
             const int n = counts[c];
             if (is_decode(w)) {
                 if (is_cattn_infer(w)) {
-                // A decode step: the bytes it must read per second against the streaming read
-                // bandwidth, and its FLOPs against the fp32 FMA peak, both measured in this run.
-                const double gbs = compress_attention_infer_bytes(w) / r.median * 1e-9, gf = flops(w) / r.median * 1e-9;
-                const double ref = (n == 1 ? bw1 : bwn).read_gbs, pk = n == 1 ? fp32.one : fp32.at_threads;
-                if (json)
-                    std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"T\":%lld,"
-                                "\"compressed_T\":%lld,\"N1\":%lld,\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"l\":%lld,"
-                                "\"d\":%lld,\"sel\":%lld,\"k\":%lld,\"P\":%lld},\"threads\":%d,\"kernel\":\"%s\","
-                                "\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"bytes\":%.0f,\"gbs\":%.2f,"
-                                "\"read_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f,\"gflops\":%.2f,"
-                                "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"workspace_bytes\":%lld}\n",
-                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B,
-                                (long long)w.T, (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2,
-                                (long long)w.Dk, (long long)w.Dv, (long long)w.l, (long long)w.d, (long long)w.bs,
-                                (long long)w.C, (long long)w.P, n, kernel ? kernel : "auto", reps, r.median, r.min,
-                                compress_attention_infer_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0, gf, pk, pk > 0 ? gf / pk : 0.0,
-                                (long long)r.workspace);
-                else
-                    std::printf("%-20s %-4s B=%lld T=%lld (C=%lld) N1=%lld N2=%lld Dk=%lld Dv=%lld P=%lld threads=%d: "
-                                "step %.3f ms (min %.3f), %.1f GB/s = %.1f%% of %.1f GB/s read bandwidth, "
-                                "%.1f GFLOP/s = %.1f%% of %.1f GFLOP/s fp32 FMA peak, workspace %.1f MiB\n",
-                                w.name.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B, (long long)w.T,
-                                (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2, (long long)w.Dk,
-                                (long long)w.Dv, (long long)w.P, n, 1e3 * r.median, 1e3 * r.min, gbs,
-                                ref > 0 ? 100 * gbs / ref : 0.0, ref, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
-                                double(r.workspace) / (1 << 20));
+                    // A decode step: the bytes it must read per second against the streaming read
+                    // bandwidth, and its FLOPs against the fp32 FMA peak, both measured in this run.
+                    const double gbs = compress_attention_infer_bytes(w) / r.median * 1e-9, gf = flops(w) / r.median * 1e-9;
+                    const double ref = (n == 1 ? bw1 : bwn).read_gbs, pk = n == 1 ? fp32.one : fp32.at_threads;
+                    if (json)
+                        std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"T\":%lld,"
+                                    "\"compressed_T\":%lld,\"N1\":%lld,\"N2\":%lld,\"Dk\":%lld,\"Dv\":%lld,\"l\":%lld,"
+                                    "\"d\":%lld,\"sel\":%lld,\"k\":%lld,\"P\":%lld},\"threads\":%d,\"kernel\":\"%s\","
+                                    "\"reps\":%d,\"seconds\":%.6f,\"seconds_min\":%.6f,\"bytes\":%.0f,\"gbs\":%.2f,"
+                                    "\"read_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f,\"gflops\":%.2f,"
+                                    "\"peak_gflops\":%.1f,\"fraction_of_peak\":%.4f,\"workspace_bytes\":%lld}\n",
+                                    w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B,
+                                    (long long)w.T, (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2,
+                                    (long long)w.Dk, (long long)w.Dv, (long long)w.l, (long long)w.d, (long long)w.bs,
+                                    (long long)w.C, (long long)w.P, n, kernel ? kernel : "auto", reps, r.median, r.min,
+                                    compress_attention_infer_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0, gf, pk, pk > 0 ? gf / pk : 0.0,
+                                    (long long)r.workspace);
+                    else
+                        std::printf("%-20s %-4s B=%lld T=%lld (C=%lld) N1=%lld N2=%lld Dk=%lld Dv=%lld P=%lld threads=%d: "
+                                    "step %.3f ms (min %.3f), %.1f GB/s = %.1f%% of %.1f GB/s read bandwidth, "
+                                    "%.1f GFLOP/s = %.1f%% of %.1f GFLOP/s fp32 FMA peak, workspace %.1f MiB\n",
+                                    w.name.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B, (long long)w.T,
+                                    (long long)compressed_tokens(w), (long long)w.N1, (long long)w.N2, (long long)w.Dk,
+                                    (long long)w.Dv, (long long)w.P, n, 1e3 * r.median, 1e3 * r.min, gbs,
+                                    ref > 0 ? 100 * gbs / ref : 0.0, ref, gf, pk > 0 ? 100 * gf / pk : 0.0, pk,
+                                    double(r.workspace) / (1 << 20));
                     continue;
                 }
                 // Memory-bound: the bytes one step must read per second against the read bandwidth.

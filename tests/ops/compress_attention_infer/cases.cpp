@@ -10,24 +10,24 @@ namespace nsa_test {
 
 // --- Cases -----------------------------------------------------------------------------------
 
-std::int64_t InferCase::max_q() const {
+std::int64_t CattnInferCase::max_q() const {
     std::int64_t m = 0;
     for (auto n : q_lens) m = std::max(m, n);
     return m;
 }
 
-std::int64_t InferCase::rows() const {
+std::int64_t CattnInferCase::rows() const {
     if (bsnd) return B() * Q();
     return std::accumulate(q_lens.begin(), q_lens.end(), std::int64_t{0});
 }
 
-std::int64_t InferCase::max_pages() const {
+std::int64_t CattnInferCase::max_pages() const {
     std::int64_t m = 0;
     for (std::int64_t b = 0; b < B(); ++b) m = std::max(m, pages_of(b));
     return m;
 }
 
-std::string InferCase::describe() const {
+std::string CattnInferCase::describe() const {
     std::ostringstream s;
     s << opennsa::dtype_name(dtype) << (bsnd ? " BSND" : " TND") << " N1=" << N1 << " N2=" << N2 << " Dk=" << Dk
       << " Dv=" << Dv << " l=" << l << " d=" << d << " l'=" << sel << " k=" << k << " P=" << P << " q_lens=[";
@@ -45,13 +45,13 @@ std::string InferCase::describe() const {
 
 std::int64_t compressed_tokens(std::int64_t S, std::int64_t l, std::int64_t d) { return S < l ? 0 : (S - l) / d + 1; }
 
-InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
+CattnInferCase random_cattn_infer_case(std::mt19937_64& rng, DType dtype) {
     auto pick = [&](std::initializer_list<std::int64_t> xs) {
         return *(xs.begin() + std::uniform_int_distribution<std::size_t>(0, xs.size() - 1)(rng));
     };
     auto uniform = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
-    InferCase c;
+    CattnInferCase c;
     c.dtype = dtype;
     c.seed = rng();
     const std::int64_t G = pick({1, 1, 2, 3, 4, 8, 16});
@@ -98,7 +98,7 @@ InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
 namespace {
 
 // A [rows, N, D] host tensor seen as BSND [B, Q, N, D] (rows = B * Q), or as it is.
-TensorView layout_view(const HostTensor& h, const InferCase& c) {
+TensorView layout_view(const HostTensor& h, const CattnInferCase& c) {
     if (!c.bsnd) return h.view;
     TensorView v = h.view;
     v.rank = 4;
@@ -114,7 +114,7 @@ TensorView layout_view(const HostTensor& h, const InferCase& c) {
 }
 
 // A cache [numBlocks, P, N2 * D] seen as [numBlocks, P, N2, D] when asked.
-TensorView cache_view(const HostTensor& h, const InferCase& c, std::int64_t D) {
+TensorView cache_view(const HostTensor& h, const CattnInferCase& c, std::int64_t D) {
     if (!c.rank4_cache) return h.view;
     return TensorView::strided(h.view.data, h.view.dtype, {h.view.shape[0], c.P, c.N2, D},
                                {h.view.strides[0], h.view.strides[1], D, 1});
@@ -122,7 +122,7 @@ TensorView cache_view(const HostTensor& h, const InferCase& c, std::int64_t D) {
 
 }  // namespace
 
-InferTensors::InferTensors(const InferCase& cs) : c(cs) {
+CattnInferTensors::CattnInferTensors(const CattnInferCase& cs) : c(cs) {
     std::mt19937_64 rng(c.seed);
     params.scale = c.scale != 0.0 ? c.scale : 1.0 / std::sqrt(static_cast<double>(c.Dk));
     params.head_num = c.N1;
@@ -194,24 +194,24 @@ InferTensors::InferTensors(const InferCase& cs) : c(cs) {
     poison_outputs();
 }
 
-std::int64_t InferTensors::cache_row(std::int64_t b, std::int64_t j) const {
+std::int64_t CattnInferTensors::cache_row(std::int64_t b, std::int64_t j) const {
     const std::int64_t cols = tablev.shape[1];
     return static_cast<std::int64_t>(table[static_cast<std::size_t>(b * cols + j / c.P)]) * c.P + j % c.P;
 }
 
-opennsa::CompressAttentionInferArgs InferTensors::args() const {
+opennsa::CompressAttentionInferArgs CattnInferTensors::args() const {
     return {.query = qv, .key = keyv, .value = valuev, .atten_mask = maskv, .block_table = tablev,
             .topk_mask = {}, .out = outv, .topk = topkv};
 }
 
-cai::Problem InferTensors::problem() const { return cai::validate(args(), params); }
+cai::Problem CattnInferTensors::problem() const { return cai::validate(args(), params); }
 
-void InferTensors::poison_outputs() {
+void CattnInferTensors::poison_outputs() {
     out.poison();
     std::fill(topk.bytes.begin(), topk.bytes.end(), kTopkPoison);
 }
 
-::testing::AssertionResult InferTensors::topk_fully_written() const {
+::testing::AssertionResult CattnInferTensors::topk_fully_written() const {
     std::vector<char> inside(topk.bytes.size(), 0);
     for (std::int64_t i = 0; i < topk.view.shape[0]; ++i)
         for (std::int64_t j = 0; j < topk.view.shape[1]; ++j)
@@ -231,7 +231,7 @@ void InferTensors::poison_outputs() {
 
 // --- Checks ----------------------------------------------------------------------------------
 
-::testing::AssertionResult out_ok(const InferTensors& t, const cai::reference::Result& ref) {
+::testing::AssertionResult out_ok(const CattnInferTensors& t, const cai::reference::Result& ref) {
     const std::vector<double> got = t.out.dense();
     std::vector<double> g, r;
     for (std::size_t x = 0; x < got.size(); ++x) {
@@ -247,7 +247,7 @@ void InferTensors::poison_outputs() {
     return close(g, r, tol_out(t.c.dtype), "output");
 }
 
-::testing::AssertionResult topk_ok(const InferTensors& t, const cai::reference::Result& ref, bool exact) {
+::testing::AssertionResult topk_ok(const CattnInferTensors& t, const cai::reference::Result& ref, bool exact) {
     const cai::Problem p = t.problem();
     const std::int64_t K = t.c.k;
     std::vector<char> computed(static_cast<std::size_t>(p.rows), 0);
@@ -324,7 +324,7 @@ void InferTensors::poison_outputs() {
     return ::testing::AssertionSuccess();
 }
 
-::testing::AssertionResult outputs_ok(const InferTensors& t, const cai::reference::Result& ref) {
+::testing::AssertionResult outputs_ok(const CattnInferTensors& t, const cai::reference::Result& ref) {
     if (auto r = t.out.fully_written(); !r) return r << " (output)";
     if (auto r = t.topk_fully_written(); !r) return r;
     if (auto r = out_ok(t, ref); !r) return r;

@@ -14,7 +14,7 @@ namespace cai = opennsa::detail::compress_attention_infer;
 
 namespace nsa_test {
 
-struct InferCase {
+struct CattnInferCase {
     DType dtype = DType::f32;
     bool bsnd = false;
     std::int64_t N1 = 4, N2 = 2, Dk = 16, Dv = 12;
@@ -47,18 +47,18 @@ struct InferCase {
 // C(S) of a raw sequence of S tokens.
 std::int64_t compressed_tokens(std::int64_t S, std::int64_t l, std::int64_t d);
 
-InferCase random_infer_case(std::mt19937_64& rng, DType dtype);
+CattnInferCase random_cattn_infer_case(std::mt19937_64& rng, DType dtype);
 
-struct InferTensors {
-    InferCase c;
+struct CattnInferTensors {
+    CattnInferCase c;
     opennsa::CompressAttentionInferParams params;
     HostTensor q, key, value, out, topk;  // q / out / topk stored as [rows, N, D]; views may be 4-D
     TensorView qv, outv, topkv, keyv, valuev, tablev, maskv;
     std::vector<std::int32_t> table;
     std::vector<unsigned char> mask_bytes;
 
-    explicit InferTensors(const InferCase& c);
-    InferTensors(const InferTensors&) = delete;
+    explicit CattnInferTensors(const CattnInferCase& c);
+    CattnInferTensors(const CattnInferTensors&) = delete;
     opennsa::CompressAttentionInferArgs args() const;
     cai::Problem problem() const;
     // out poisoned 0xFF (NaN), topk 0xA5 (-1 is a value it may hold).
@@ -71,15 +71,15 @@ struct InferTensors {
 
 // Every output element written, nothing outside the views, out close to the reference (NaN / inf
 // where it has them), topk valid and set-wise right.
-::testing::AssertionResult outputs_ok(const InferTensors& t, const cai::reference::Result& ref);
+::testing::AssertionResult outputs_ok(const CattnInferTensors& t, const cai::reference::Result& ref);
 
 // topk of every row: rows not computed all -1; the forced blocks 0, NS_b - 2, NS_b - 1 first (in
 // ascending order, each once), then NaN scores (ascending), then numbers with a reference score >=
 // k-th - 1e-5 max(1, k-th), in descending order where the reference scores differ by more than
 // that; -1 past NS_b. exact: slot for slot the reference.
-::testing::AssertionResult topk_ok(const InferTensors& t, const cai::reference::Result& ref, bool exact);
+::testing::AssertionResult topk_ok(const CattnInferTensors& t, const cai::reference::Result& ref, bool exact);
 
 // The reference's out with NaN / inf exactly where it has them, the rest close().
-::testing::AssertionResult out_ok(const InferTensors& t, const cai::reference::Result& ref);
+::testing::AssertionResult out_ok(const CattnInferTensors& t, const cai::reference::Result& ref);
 
 }  // namespace nsa_test

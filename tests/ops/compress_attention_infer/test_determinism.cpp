@@ -11,15 +11,15 @@ using namespace nsa_test;
 
 namespace {
 
-std::pair<std::vector<unsigned char>, std::vector<unsigned char>> run(const InferCase& c, int threads) {
+std::pair<std::vector<unsigned char>, std::vector<unsigned char>> run(const CattnInferCase& c, int threads) {
     opennsa::set_num_threads(threads);
-    InferTensors t(c);
+    CattnInferTensors t(c);
     opennsa::compress_attention_infer(t.args(), t.params);
     return {t.out.bytes, t.topk.bytes};
 }
 
-InferCase determinism_case(DType dtype, bool drafts) {
-    InferCase c;
+CattnInferCase determinism_case(DType dtype, bool drafts) {
+    CattnInferCase c;
     c.dtype = dtype;
     c.N1 = 16;
     c.N2 = 2;
@@ -47,7 +47,7 @@ TEST(InferDeterminism, SameBitsAcrossRunsAndThreadCounts) {
         ::setenv("OPENNSA_KERNEL", path, 1);
         for (DType dtype : {DType::bf16, DType::f16, DType::f32})
             for (bool drafts : {false, true}) {
-                const InferCase c = determinism_case(dtype, drafts);
+                const CattnInferCase c = determinism_case(dtype, drafts);
                 SCOPED_TRACE(std::string(path) + " " + c.describe());
                 const auto one = run(c, 1);
                 EXPECT_EQ(one, run(c, 1)) << "two runs differ";

@@ -34,8 +34,8 @@ protected:
     }
     void TearDown() override { ::unsetenv("OPENNSA_KERNEL"); }
 
-    InferCase base(std::uint64_t salt) const {
-        InferCase c;
+    CattnInferCase base(std::uint64_t salt) const {
+        CattnInferCase c;
         c.dtype = GetParam().dtype;
         c.seed = case_seed(salt);
         return c;
@@ -43,9 +43,9 @@ protected:
 };
 
 // Runs the case (poisoned outputs), checks against the reference and that no input changed.
-void check_case(const InferCase& c, bool exact_topk = false) {
+void check_case(const CattnInferCase& c, bool exact_topk = false) {
     SCOPED_TRACE(c.describe());
-    InferTensors t(c);
+    CattnInferTensors t(c);
     const std::vector<unsigned char> q0 = t.q.bytes, k0 = t.key.bytes, v0 = t.value.bytes;
     const std::vector<std::int32_t> table0 = t.table;
     opennsa::compress_attention_infer(t.args(), t.params);
@@ -62,13 +62,13 @@ void check_case(const InferCase& c, bool exact_topk = false) {
 
 TEST_P(InferPaths, RandomCasesMatchTheReference) {
     std::mt19937_64 rng(case_seed(1));
-    for (int i = 0; i < 40; ++i) check_case(random_infer_case(rng, GetParam().dtype));
+    for (int i = 0; i < 40; ++i) check_case(random_cattn_infer_case(rng, GetParam().dtype));
 }
 
 TEST_P(InferPaths, DecodeStepOfTheBenchmarkShape) {
     // G = 16, Dk = 192, Dv = 128, l = 32, d = 16, l' = 64, k = 16, one token per batch, lengths that
     // cross several key chunks of the AVX2 pass.
-    InferCase c = base(2);
+    CattnInferCase c = base(2);
     c.N1 = 32;
     c.N2 = 2;
     c.Dk = 192;
@@ -84,7 +84,7 @@ TEST_P(InferPaths, DecodeStepOfTheBenchmarkShape) {
 }
 
 TEST_P(InferPaths, DraftTokensFollowTheMultiTokenRule) {
-    InferCase c = base(3);
+    CattnInferCase c = base(3);
     c.l = 8;
     c.d = 4;
     c.sel = 16;
@@ -101,7 +101,7 @@ TEST_P(InferPaths, DraftTokensFollowTheMultiTokenRule) {
 }
 
 TEST_P(InferPaths, DraftTokensWithoutAMaskSeeEverything) {
-    InferCase c = base(4);
+    CattnInferCase c = base(4);
     c.pass_q_lens = true;
     c.q_lens = {3, 2};
     c.c_lens = {30, 7};
@@ -111,24 +111,24 @@ TEST_P(InferPaths, DraftTokensWithoutAMaskSeeEverything) {
 
 TEST_P(InferPaths, EmptyCachesAndShortSequences) {
     // C_b = 0: output 0, every slot -1; NS_b = 1 and 2; k > NS_b everywhere.
-    InferCase c = base(5);
+    CattnInferCase c = base(5);
     c.k = 9;
     c.c_lens = {0, 1, 3, 0, 5};
     c.q_lens = {1, 1, 1, 1, 1};
     check_case(c, true);
-    InferCase none = base(6);
+    CattnInferCase none = base(6);
     none.c_lens = {0, 0};
     none.q_lens = {1, 1};
     none.spare_pages = 0;  // an empty cache, numBlocks = 0
     check_case(none, true);
-    InferCase no_batch = base(7);
+    CattnInferCase no_batch = base(7);
     no_batch.c_lens = {};
     no_batch.q_lens = {};
     check_case(no_batch);
 }
 
 TEST_P(InferPaths, ExactTiesRankByIndex) {
-    InferCase c = base(8);
+    CattnInferCase c = base(8);
     c.identical_keys = true;  // equal probabilities: interior blocks score the same
     c.N1 = 2;
     c.N2 = 1;
@@ -140,7 +140,7 @@ TEST_P(InferPaths, ExactTiesRankByIndex) {
 
 TEST_P(InferPaths, LayoutsViewsAndPagedCacheForms) {
     for (int variant = 0; variant < 4; ++variant) {
-        InferCase c = base(9 + static_cast<std::uint64_t>(variant));
+        CattnInferCase c = base(9 + static_cast<std::uint64_t>(variant));
         c.bsnd = variant & 1;
         c.transposed = true;
         c.rank4_cache = variant & 2;
@@ -154,13 +154,13 @@ TEST_P(InferPaths, LayoutsViewsAndPagedCacheForms) {
 }
 
 TEST_P(InferPaths, NonFiniteInputsFollowTheReference) {
-    InferCase c = base(20);
+    CattnInferCase c = base(20);
     c.c_lens = {300, 12};
     c.q_lens = {1, 1};
     c.nan_query_row = 1;  // batch 1, head 0: its output row NaN, its group's scores NaN
     c.nan_key = 280;      // batch 0, kv head 0: every head of the group sees it
     check_case(c);
-    InferCase v = base(21);
+    CattnInferCase v = base(21);
     v.c_lens = {300};
     v.inf_value = 290;
     check_case(v);
@@ -169,7 +169,7 @@ TEST_P(InferPaths, NonFiniteInputsFollowTheReference) {
 TEST_P(InferPaths, HiddenNonFiniteValuesDoNotLeak) {
     // Draft tokens: an inf value in a compressed token only the last token sees stays out of the
     // earlier tokens' rows (the AVX2 pass multiplies their exact zeros by it otherwise).
-    InferCase c = base(22);
+    CattnInferCase c = base(22);
     c.l = 4;
     c.d = 2;
     c.sel = 8;
@@ -182,15 +182,15 @@ TEST_P(InferPaths, HiddenNonFiniteValuesDoNotLeak) {
 }
 
 TEST_P(InferPaths, ScatteredPagesGiveTheSameBitsAsContiguousOnes) {
-    InferCase c = base(23);
+    CattnInferCase c = base(23);
     c.c_lens = {700, 90, 5};
     c.q_lens = {1, 1, 1};
     c.P = 8;
     c.spare_pages = 3;
-    InferCase ordered = c;
+    CattnInferCase ordered = c;
     ordered.shuffled = false;
     ordered.spare_pages = 0;
-    InferTensors a(c), b(ordered);
+    CattnInferTensors a(c), b(ordered);
     // The same compressed tokens in both caches.
     for (std::int64_t x = 0; x < c.B(); ++x)
         for (std::int64_t j = 0; j < c.c_lens[static_cast<std::size_t>(x)]; ++j) {
@@ -207,10 +207,10 @@ TEST_P(InferPaths, ScatteredPagesGiveTheSameBitsAsContiguousOnes) {
 }
 
 TEST_P(InferPaths, CallerWorkspaceGivesTheSameBits) {
-    InferCase c = base(24);
+    CattnInferCase c = base(24);
     c.c_lens = {600, 33};
     c.q_lens = {1, 1};
-    InferTensors a(c), b(c);
+    CattnInferTensors a(c), b(c);
     const std::size_t need = opennsa::compress_attention_infer_workspace_bytes(a.args(), a.params);
     std::vector<std::byte> storage(need + 64);
     auto* aligned = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(storage.data()) + 63) & ~std::uintptr_t{63});

@@ -25,8 +25,8 @@ struct Training {
 };
 
 // The training problem of one sequence of L raw tokens whose last Q queries are the infer case's.
-Training training_of(const InferTensors& t) {
-    const InferCase& c = t.c;
+Training training_of(const CattnInferTensors& t) {
+    const CattnInferCase& c = t.c;
     const std::int64_t L = c.raw_lens[0], Q = c.q_lens[0], C = c.c_lens[0];
     Training tr;
     tr.q = HostTensor::make(c.dtype, L, c.N1, c.Dk, false);
@@ -87,11 +87,11 @@ std::vector<std::int32_t> expected_topk(const std::vector<std::int32_t>& trainin
     return want;
 }
 
-InferCase sequence_case(std::mt19937_64& rng, DType dtype, bool bsnd) {
+CattnInferCase sequence_case(std::mt19937_64& rng, DType dtype, bool bsnd) {
     auto pick = [&](std::initializer_list<std::int64_t> xs) {
         return *(xs.begin() + std::uniform_int_distribution<std::size_t>(0, xs.size() - 1)(rng));
     };
-    InferCase c;
+    CattnInferCase c;
     c.dtype = dtype;
     c.bsnd = bsnd;
     c.seed = rng();
@@ -119,9 +119,9 @@ InferCase sequence_case(std::mt19937_64& rng, DType dtype, bool bsnd) {
 TEST(InferAgainstTraining, TheLastRowsOfTheCausalTrainingOperator) {
     std::mt19937_64 rng(case_seed(40));
     for (int i = 0; i < 24; ++i) {
-        const InferCase c = sequence_case(rng, i % 3 == 0 ? DType::bf16 : DType::f32, i % 2 == 1);
+        const CattnInferCase c = sequence_case(rng, i % 3 == 0 ? DType::bf16 : DType::f32, i % 2 == 1);
         SCOPED_TRACE(c.describe());
-        InferTensors t(c);
+        CattnInferTensors t(c);
         Training tr = training_of(t);
         opennsa::compress_attention_infer(t.args(), t.params);
         const opennsa::CompressAttentionArgs ta = training_args(tr);
@@ -169,7 +169,7 @@ TEST(InferAgainstTraining, TheLastRowsOfTheCausalTrainingOperator) {
 TEST(InferReference, HandComputedStep) {
     // One token, one head, Dk = Dv = 1, l = d = 1, l' = 2 (m = 2, n = 1, w = [1, 1]): C = 5
     // compressed tokens with keys 0 (so P = 1/5 each) and values 0..4.
-    InferCase c;
+    CattnInferCase c;
     c.N1 = c.N2 = 1;
     c.Dk = c.Dv = 1;
     c.l = c.d = 1;
@@ -177,7 +177,7 @@ TEST(InferReference, HandComputedStep) {
     c.k = 4;
     c.P = 2;
     c.c_lens = {5};
-    InferTensors t(c);
+    CattnInferTensors t(c);
     for (std::int64_t j = 0; j < 5; ++j) {
         const std::int64_t row = t.cache_row(0, j);
         t.key.set(row / c.P, row % c.P, 0, 0.0);

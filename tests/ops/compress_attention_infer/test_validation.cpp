@@ -22,12 +22,12 @@ struct Rule {
     const char* name;
     ErrorCode code;
     const char* message_part;
-    std::function<void(InferTensors&, Args&, P&)> mutate;
+    std::function<void(CattnInferTensors&, Args&, P&)> mutate;
     bool at_sizing = true;  // the workspace query reports it too
 };
 
-InferCase small(bool bsnd = false) {
-    InferCase c;
+CattnInferCase small(bool bsnd = false) {
+    CattnInferCase c;
     c.dtype = DType::bf16;
     c.bsnd = bsnd;
     c.N1 = 4;
@@ -48,17 +48,17 @@ InferCase small(bool bsnd = false) {
     return c;
 }
 
-bool untouched(const InferTensors& t) {
+bool untouched(const CattnInferTensors& t) {
     return std::all_of(t.out.bytes.begin(), t.out.bytes.end(), [](unsigned char b) { return b == 0xFF; }) &&
            std::all_of(t.topk.bytes.begin(), t.topk.bytes.end(),
-                       [](unsigned char b) { return b == InferTensors::kTopkPoison; });
+                       [](unsigned char b) { return b == CattnInferTensors::kTopkPoison; });
 }
 
 void expect_rejected(const Rule& r, bool bsnd = false) {
     for (bool sizing : {false, true}) {
         if (sizing && !r.at_sizing) continue;
         SCOPED_TRACE(std::string(r.name) + (bsnd ? " BSND" : " TND") + (sizing ? " (workspace query)" : ""));
-        InferTensors t(small(bsnd));
+        CattnInferTensors t(small(bsnd));
         Args a = t.args();
         P params = t.params;
         r.mutate(t, a, params);
@@ -78,8 +78,8 @@ void expect_rejected(const Rule& r, bool bsnd = false) {
     }
 }
 
-#define TENSOR(field, ...) [](InferTensors&, Args& a, P&) { auto f = [](opennsa::TensorView& x) { __VA_ARGS__; }; f(a.field); }
-#define PARAMS(...) [](InferTensors&, Args&, P& p) { __VA_ARGS__; }
+#define TENSOR(field, ...) [](CattnInferTensors&, Args& a, P&) { auto f = [](opennsa::TensorView& x) { __VA_ARGS__; }; f(a.field); }
+#define PARAMS(...) [](CattnInferTensors&, Args&, P& p) { __VA_ARGS__; }
 
 constexpr ErrorCode kNull = ErrorCode::null_pointer;
 constexpr ErrorCode kInvalid = ErrorCode::invalid_argument;
@@ -189,14 +189,14 @@ TEST(InferValidation, BlockTableEntriesAreCheckedByTheCall) {
     // Out of range, negative: the call rejects them before writing; the sizing does not read them.
     for (std::int32_t bad : {99, -1}) {
         expect_rejected({"table entry", kInvalid, "is not a page of key and value",
-                         [bad](InferTensors& t, Args&, P&) { t.table[static_cast<std::size_t>(t.tablev.shape[1])] = bad; },
+                         [bad](CattnInferTensors& t, Args&, P&) { t.table[static_cast<std::size_t>(t.tablev.shape[1])] = bad; },
                          false});
-        InferTensors t(small());
+        CattnInferTensors t(small());
         t.table[0] = bad;
         EXPECT_NO_THROW((void)opennsa::compress_attention_infer_workspace_bytes(t.args(), t.params));
     }
     // The message names the entry: batch 1, column 1.
-    InferTensors t(small());
+    CattnInferTensors t(small());
     t.table[static_cast<std::size_t>(t.tablev.shape[1]) + 1] = 1234;
     try {
         opennsa::compress_attention_infer(t.args(), t.params);
@@ -217,7 +217,7 @@ TEST(InferValidation, AlignmentOverlapAndAddressing) {
 
 TEST(InferValidation, BlockIndicesMustFitInt32) {
     // 2^40 compressed tokens (stride-0 caches, no memory) in blocks of one: NS_b does not fit int32.
-    expect_rejected({"NS int32", kInvalid, "topKOutput (int32)", [](InferTensors&, Args& a, P& p) {
+    expect_rejected({"NS int32", kInvalid, "topKOutput (int32)", [](CattnInferTensors&, Args& a, P& p) {
                          const std::int64_t C = std::int64_t{1} << 40;
                          a.key = TensorView::strided(a.key.data, DType::bf16, {1, C, 32}, {0, 0, 1});
                          a.value = TensorView::strided(a.value.data, DType::bf16, {1, C, 24}, {0, 0, 1});
@@ -230,7 +230,7 @@ TEST(InferValidation, BlockIndicesMustFitInt32) {
 
 TEST(InferValidation, ReservedArgumentsAreNeverRead) {
     // topKMask (any kind), the mask's contents, sparseMode: accepted whatever they are.
-    InferTensors t(small());
+    CattnInferTensors t(small());
     Args a = t.args();
     P p = t.params;
     a.topk_mask = TensorView::strided(nullptr, DType::i64, {7}, {1});

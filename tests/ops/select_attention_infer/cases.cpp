@@ -99,16 +99,16 @@ void HostNd::poison() { std::fill(bytes.begin(), bytes.end(), 0xFF); }
 
 // --- Cases -----------------------------------------------------------------------------------
 
-std::int64_t InferCase::rows_Q() const {
+std::int64_t SelInferCase::rows_Q() const {
     if (Q > 0) return Q;
     std::int64_t m = 1;
     for (auto n : q_lens) m = std::max(m, n);
     return m;
 }
 
-std::int64_t InferCase::T() const { return std::accumulate(q_lens.begin(), q_lens.end(), std::int64_t{0}); }
+std::int64_t SelInferCase::T() const { return std::accumulate(q_lens.begin(), q_lens.end(), std::int64_t{0}); }
 
-std::string InferCase::describe() const {
+std::string SelInferCase::describe() const {
     std::ostringstream s;
     s << opennsa::dtype_name(dtype) << ' ' << layout << " N1=" << N1 << " N2=" << N2 << " Dk=" << Dk << " Dv=" << Dv
       << " sel=" << sel << " k=" << k << " P=" << P << " q_lens=[";
@@ -120,13 +120,13 @@ std::string InferCase::describe() const {
     return s.str();
 }
 
-InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
+SelInferCase random_sel_infer_case(std::mt19937_64& rng, DType dtype) {
     auto pick = [&](std::initializer_list<std::int64_t> xs) {
         return *(xs.begin() + std::uniform_int_distribution<std::size_t>(0, xs.size() - 1)(rng));
     };
     auto uniform = [&](std::int64_t lo, std::int64_t hi) { return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng); };
     auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
-    InferCase c;
+    SelInferCase c;
     c.dtype = dtype;
     c.seed = rng();
     c.layout = pick({0, 1, 2}) == 0 ? "BSND" : (chance(0.5) ? "BSH" : "TND");
@@ -163,28 +163,28 @@ InferCase random_infer_case(std::mt19937_64& rng, DType dtype) {
 
 namespace {
 
-std::vector<std::int64_t> query_shape(const InferCase& c, std::int64_t D) {
+std::vector<std::int64_t> query_shape(const SelInferCase& c, std::int64_t D) {
     if (c.layout == "BSND") return {c.B(), c.rows_Q(), c.N1, D};
     if (c.layout == "BSH") return {c.B(), c.rows_Q(), c.N1 * D};
     return {c.T(), c.N1, D};
 }
 
-std::vector<std::int64_t> cache_shape(const InferCase& c, std::int64_t pages, std::int64_t D) {
+std::vector<std::int64_t> cache_shape(const SelInferCase& c, std::int64_t pages, std::int64_t D) {
     if (c.cache_rank4) return {pages, c.P, c.N2, D};
     return {pages, c.P, c.N2 * D};
 }
 
-std::vector<std::int64_t> cache_index(const InferCase& c, std::int64_t page, std::int64_t r, std::int64_t n2,
+std::vector<std::int64_t> cache_index(const SelInferCase& c, std::int64_t page, std::int64_t r, std::int64_t n2,
                                       std::int64_t e, std::int64_t D) {
     if (c.cache_rank4) return {page, r, n2, e};
     return {page, r, n2 * D + e};
 }
 
-std::int64_t first_row(const InferCase& c, std::int64_t b) {
+std::int64_t first_row(const SelInferCase& c, std::int64_t b) {
     return std::accumulate(c.q_lens.begin(), c.q_lens.begin() + b, std::int64_t{0});
 }
 
-std::vector<std::int64_t> token_index(const InferCase& c, std::int64_t b, std::int64_t s, std::int64_t h,
+std::vector<std::int64_t> token_index(const SelInferCase& c, std::int64_t b, std::int64_t s, std::int64_t h,
                                       std::int64_t e, std::int64_t D) {
     if (c.layout == "BSND") return {b, s, h, e};
     if (c.layout == "BSH") return {b, s, h * D + e};
@@ -193,7 +193,7 @@ std::vector<std::int64_t> token_index(const InferCase& c, std::int64_t b, std::i
 
 }  // namespace
 
-InferTensors::InferTensors(const InferCase& cs) : c(cs) {
+SelInferTensors::SelInferTensors(const SelInferCase& cs) : c(cs) {
     std::mt19937_64 rng(c.seed);
     std::normal_distribution<double> normal(0.0, 1.0);
     auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
@@ -272,22 +272,22 @@ InferTensors::InferTensors(const InferCase& cs) : c(cs) {
     out = HostNd::make(c.dtype, query_shape(c, c.Dv), c.storage);
 }
 
-std::vector<std::int64_t> InferTensors::topk_index(std::int64_t b, std::int64_t s, std::int64_t n2,
+std::vector<std::int64_t> SelInferTensors::topk_index(std::int64_t b, std::int64_t s, std::int64_t n2,
                                                    std::int64_t j) const {
     if (c.layout == "TND") return {first_row(c, b) + s, n2, j};
     if (c.topk3) return {b, n2, j};
     return {b, s, n2, j};
 }
 
-void InferTensors::set_slot(std::int64_t b, std::int64_t s, std::int64_t n2, std::int64_t j, std::int32_t x) {
+void SelInferTensors::set_slot(std::int64_t b, std::int64_t s, std::int64_t n2, std::int64_t j, std::int32_t x) {
     topk.set(topk_index(b, s, n2, j), x);
 }
 
-opennsa::SelectAttentionInferArgs InferTensors::args() {
+opennsa::SelectAttentionInferArgs SelInferTensors::args() {
     return {q.view, k.view, v.view, topk.view, table.view, {}, out.view};
 }
 
-std::vector<double> InferTensors::dense_out() const {
+std::vector<double> SelInferTensors::dense_out() const {
     std::vector<double> d;
     d.reserve(static_cast<std::size_t>(out.numel()));
     const bool tnd = c.layout == "TND";
@@ -302,11 +302,11 @@ std::vector<double> InferTensors::dense_out() const {
     return d;
 }
 
-std::vector<std::vector<unsigned char>> InferTensors::input_bytes() const {
+std::vector<std::vector<unsigned char>> SelInferTensors::input_bytes() const {
     return {q.bytes, k.bytes, v.bytes, topk.bytes, table.bytes};
 }
 
-::testing::AssertionResult run_and_check(InferTensors& t) {
+::testing::AssertionResult run_and_check(SelInferTensors& t) {
     const auto before = t.input_bytes();
     t.out.poison();
     auto args = t.args();

@@ -44,7 +44,7 @@ struct HostNd {
     ::testing::AssertionResult fully_written() const;
 };
 
-struct InferCase {
+struct SelInferCase {
     DType dtype = DType::bf16;
     std::string layout = "BSND";
     std::int64_t N1 = 4, N2 = 2, Dk = 16, Dv = 16, sel = 8, k = 4, P = 16;
@@ -66,18 +66,18 @@ struct InferCase {
     std::string describe() const;
 };
 
-InferCase random_infer_case(std::mt19937_64& rng, DType dtype);
+SelInferCase random_sel_infer_case(std::mt19937_64& rng, DType dtype);
 
 // All tensors of a case: inputs random, outputs poisoned. Cache rows no batch may read (spare
 // pages, rows past a batch's length) hold NaN; block-table entries past a batch's pages and topk
 // rows s >= Q_b hold out-of-range garbage; query rows s >= Q_b hold NaN.
-struct InferTensors {
-    InferCase c;
+struct SelInferTensors {
+    SelInferCase c;
     opennsa::SelectAttentionInferParams params;
     HostNd q, k, v, topk, table, out;
     std::vector<std::vector<std::int32_t>> pages;  // pages[b][j]: the page of block j of batch b
 
-    explicit InferTensors(const InferCase& c);
+    explicit SelInferTensors(const SelInferCase& c);
     opennsa::SelectAttentionInferArgs args();
     // Block index x of (b, s, n2, slot j); the position of its element in topk.
     std::vector<std::int64_t> topk_index(std::int64_t b, std::int64_t s, std::int64_t n2, std::int64_t j) const;
@@ -90,6 +90,6 @@ struct InferTensors {
 
 // Runs the native operator and compares with the float64 reference: accuracy, every output element
 // written, rows s >= Q_b zero, inputs bitwise unchanged.
-::testing::AssertionResult run_and_check(InferTensors& t);
+::testing::AssertionResult run_and_check(SelInferTensors& t);
 
 }  // namespace nsa_test

@@ -11,15 +11,15 @@ using opennsa::DType;
 
 namespace {
 
-std::vector<unsigned char> run(InferTensors& t, int threads) {
+std::vector<unsigned char> run(SelInferTensors& t, int threads) {
     opennsa::set_num_threads(threads);
     t.out.poison();
     opennsa::select_attention_infer(t.args(), t.params);
     return t.out.bytes;
 }
 
-InferCase decode_case(DType dtype, std::int64_t B) {
-    InferCase c;
+SelInferCase decode_case(DType dtype, std::int64_t B) {
+    SelInferCase c;
     c.dtype = dtype;
     c.N1 = 16;
     c.N2 = 2;
@@ -43,7 +43,7 @@ InferCase decode_case(DType dtype, std::int64_t B) {
 TEST(SelectAttentionInferDeterminism, SameBitsForEveryThreadCount) {
     for (DType dtype : {DType::bf16, DType::f16, DType::f32})
         for (std::int64_t B : {1, 33}) {  // split-K tasks, row tasks (66 rows)
-            InferTensors t(decode_case(dtype, B));
+            SelInferTensors t(decode_case(dtype, B));
             const auto one = run(t, 1);
             for (int threads : {2, 3, 1}) EXPECT_EQ(run(t, threads), one) << "threads " << threads << " " << t.c.describe();
         }
@@ -52,17 +52,17 @@ TEST(SelectAttentionInferDeterminism, SameBitsForEveryThreadCount) {
 
 TEST(SelectAttentionInferDeterminism, ABatchAloneHasTheBitsItHasAmongOthers) {
     // 40 batches run as row tasks; batch 7 alone runs as (row, chunk) tasks: the same folds.
-    InferCase many = decode_case(DType::bf16, 40);
+    SelInferCase many = decode_case(DType::bf16, 40);
     many.shuffle_pages = false;
-    InferTensors all(many);
+    SelInferTensors all(many);
     all.out.poison();
     opennsa::select_attention_infer(all.args(), all.params);
     const std::int64_t b = 7;
-    InferCase one = many;
+    SelInferCase one = many;
     one.kv_lens = {many.kv_lens[b]};
     one.q_lens = {1};
     one.spare_pages = 0;
-    InferTensors alone(one);
+    SelInferTensors alone(one);
     // Copy batch 7's query, selection and cache rows into the single-batch problem.
     for (std::int64_t h = 0; h < many.N1; ++h)
         for (std::int64_t e = 0; e < many.Dk; ++e) alone.q.set({0, 0, h, e}, all.q.get({b, 0, h, e}));
@@ -85,14 +85,14 @@ TEST(SelectAttentionInferDeterminism, ABatchAloneHasTheBitsItHasAmongOthers) {
 
 TEST(SelectAttentionInferDeterminism, ScatteredPagesGiveTheBitsOfContiguousOnes) {
     for (bool rank4 : {false, true}) {
-        InferCase c = decode_case(DType::bf16, 3);
+        SelInferCase c = decode_case(DType::bf16, 3);
         c.cache_rank4 = rank4;
         c.shuffle_pages = false;
         c.spare_pages = 0;
-        InferTensors contiguous(c);
+        SelInferTensors contiguous(c);
         c.shuffle_pages = true;
         c.spare_pages = 5;
-        InferTensors scattered(c);
+        SelInferTensors scattered(c);
         // The same logical contents: copy every cached row to its scattered page.
         for (std::int64_t b = 0; b < c.B(); ++b)
             for (std::size_t pg = 0; pg < contiguous.pages[b].size(); ++pg)

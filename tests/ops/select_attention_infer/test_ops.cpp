@@ -22,8 +22,8 @@ void on_portable_path(Body&& body) {
     ::unsetenv("OPENNSA_KERNEL");
 }
 
-InferCase base_case(DType dtype) {
-    InferCase c;
+SelInferCase base_case(DType dtype) {
+    SelInferCase c;
     c.dtype = dtype;
     c.N1 = 8;
     c.N2 = 2;
@@ -38,9 +38,9 @@ InferCase base_case(DType dtype) {
     return c;
 }
 
-void check(const InferCase& c) {
+void check(const SelInferCase& c) {
     SCOPED_TRACE(c.describe());
-    InferTensors t(c);
+    SelInferTensors t(c);
     EXPECT_TRUE(run_and_check(t));
 }
 
@@ -49,14 +49,14 @@ void check(const InferCase& c) {
 TEST(SelectAttentionInfer, RandomCasesEveryDtype) {
     std::mt19937_64 rng(case_seed(1));
     for (DType dtype : {DType::bf16, DType::f16, DType::f32, DType::f64})
-        for (int i = 0; i < 12; ++i) check(random_infer_case(rng, dtype));
+        for (int i = 0; i < 12; ++i) check(random_sel_infer_case(rng, dtype));
 }
 
 TEST(SelectAttentionInfer, RandomCasesPortablePath) {
     std::mt19937_64 rng(case_seed(2));
     on_portable_path([&] {
         for (DType dtype : {DType::bf16, DType::f16, DType::f32})
-            for (int i = 0; i < 6; ++i) check(random_infer_case(rng, dtype));
+            for (int i = 0; i < 6; ++i) check(random_sel_infer_case(rng, dtype));
     });
 }
 
@@ -65,7 +65,7 @@ TEST(SelectAttentionInfer, EveryLayoutAndCacheRank) {
         for (const char* layout : {"BSND", "BSH", "TND"})
             for (bool rank4 : {false, true})
                 for (int storage : {0, 1, 2}) {
-                    InferCase c = base_case(dtype);
+                    SelInferCase c = base_case(dtype);
                     c.layout = layout;
                     c.cache_rank4 = rank4;
                     c.storage = storage;
@@ -77,13 +77,13 @@ TEST(SelectAttentionInfer, DraftTokensSeeACausalPrefix) {
     // Batch 0: 4 draft tokens whose last block is partly hidden from the earlier ones; batch 1:
     // tokens whose selection names a block none of its positions is visible to.
     for (const char* layout : {"BSND", "BSH", "TND"}) {
-        InferCase c = base_case(DType::f32);
+        SelInferCase c = base_case(DType::f32);
         c.layout = layout;
         c.kv_lens = {67, 41};
         c.q_lens = {4, 2};
         c.Q = 5;  // one more row than the longest batch (BSND / BSH): zeros
         c.empty_slot = 0;
-        InferTensors t(c);
+        SelInferTensors t(c);
         for (std::int64_t s = 0; s < 4; ++s) t.set_slot(0, s, 0, 0, 8);  // positions 64..66
         t.set_slot(1, 0, 1, 2, 5);  // positions 40..: token 0 sees p < 40, so nothing of block 5
         SCOPED_TRACE(c.describe());
@@ -92,8 +92,8 @@ TEST(SelectAttentionInfer, DraftTokensSeeACausalPrefix) {
 }
 
 TEST(SelectAttentionInfer, EmptyAndDuplicateSlots) {
-    InferCase c = base_case(DType::bf16);
-    InferTensors t(c);
+    SelInferCase c = base_case(DType::bf16);
+    SelInferTensors t(c);
     for (std::int64_t j = 0; j < c.k; ++j) t.set_slot(0, 0, 1, j, -1);  // sees nothing: zeros
     t.set_slot(1, 0, 0, 0, -1);                                          // -1 first, valid later
     for (std::int64_t j = 0; j < c.k; ++j) t.set_slot(2, 0, 0, j, 3);    // one block named k times
@@ -112,7 +112,7 @@ TEST(SelectAttentionInfer, BlockAndPageGeometries) {
     // every sequence.
     for (Geometry g : {Geometry{8, 3}, Geometry{64, 128}, Geometry{24, 16}, Geometry{1, 1}, Geometry{1000, 7},
                        Geometry{std::int64_t{1} << 40, 32}}) {
-        InferCase c = base_case(DType::f16);
+        SelInferCase c = base_case(DType::f16);
         c.sel = g.sel;
         c.P = g.P;
         check(c);
@@ -121,7 +121,7 @@ TEST(SelectAttentionInfer, BlockAndPageGeometries) {
 
 TEST(SelectAttentionInfer, ManyHeadsAndOddDims) {
     for (std::int64_t G : {1, 5, 16, 33}) {
-        InferCase c = base_case(DType::bf16);
+        SelInferCase c = base_case(DType::bf16);
         c.N2 = G > 16 ? 1 : 2;
         c.N1 = G * c.N2;
         c.Dk = G == 5 ? 1 : 40;
@@ -135,7 +135,7 @@ TEST(SelectAttentionInfer, LongSelectionsSplitIntoSubBlocks) {
     // Rows seeing several hundred keys (sub-blocks of 128 folded), few rows (tasks by chunk) and
     // many rows (tasks by row).
     for (std::int64_t B : {1, 40}) {
-        InferCase c = base_case(DType::f32);
+        SelInferCase c = base_case(DType::f32);
         c.sel = 200;
         c.k = 6;
         c.P = 64;
@@ -147,12 +147,12 @@ TEST(SelectAttentionInfer, LongSelectionsSplitIntoSubBlocks) {
 }
 
 TEST(SelectAttentionInfer, CallerWorkspace) {
-    InferCase c = base_case(DType::bf16);
+    SelInferCase c = base_case(DType::bf16);
     c.kv_lens = {300};
     c.q_lens = {1};
     c.sel = 64;  // 2 slots a chunk: 4 chunks
     c.k = 8;
-    InferTensors t(c);
+    SelInferTensors t(c);
     const std::size_t need = opennsa::select_attention_infer_workspace_bytes(t.args(), t.params);
     EXPECT_GT(need, 0u) << "one row: tasks by chunk, partials in the workspace";
     std::vector<std::byte> ws(need + 64);
@@ -165,25 +165,25 @@ TEST(SelectAttentionInfer, CallerWorkspace) {
 }
 
 TEST(SelectAttentionInfer, NoBatchesWritesNothingAndSucceeds) {
-    InferCase c = base_case(DType::bf16);
+    SelInferCase c = base_case(DType::bf16);
     c.kv_lens = {};
     c.q_lens = {};
     c.spare_pages = 2;
     for (const char* layout : {"BSND", "TND"}) {
         c.layout = layout;
-        InferTensors t(c);
+        SelInferTensors t(c);
         EXPECT_EQ(opennsa::select_attention_infer_workspace_bytes(t.args(), t.params), 0u);
         opennsa::select_attention_infer(t.args(), t.params);
     }
 }
 
 TEST(SelectAttentionInfer, NanInASeenKeyReachesOnlyItsRows) {
-    InferCase c = base_case(DType::f32);
+    SelInferCase c = base_case(DType::f32);
     c.kv_lens = {64, 64};
     c.q_lens = {1, 1};
     c.empty_slot = 0;
     c.duplicate = 0;
-    InferTensors t(c);
+    SelInferTensors t(c);
     for (std::int64_t j = 0; j < c.k; ++j) t.set_slot(0, 0, 0, j, j == 0 ? 2 : -1);  // kv head 0 of batch 0: block 2
     const std::int64_t page = t.pages[0][(2 * c.sel) / c.P], r = (2 * c.sel) % c.P;
     t.k.set({page, r, 0 * c.Dk + 3}, NAN);  // rank-3 cache: head 0, element 3 of position 16

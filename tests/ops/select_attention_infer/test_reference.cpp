@@ -23,8 +23,8 @@ struct Training {
 // The training problem holding the decoding one: batch b's L_b cached tokens are its keys and
 // queries (causal), the decoding query tokens at positions L_b - Q_b + s; other query rows select
 // nothing.
-Training training_copy(const InferTensors& t) {
-    const InferCase& c = t.c;
+Training training_copy(const SelInferTensors& t) {
+    const SelInferCase& c = t.c;
     std::int64_t total = 0;
     for (auto L : c.kv_lens) total += L;
     Training tr{HostTensor::make(c.dtype, total, c.N1, c.Dk, false), HostTensor::make(c.dtype, total, c.N2, c.Dk, false),
@@ -64,8 +64,8 @@ Training training_copy(const InferTensors& t) {
     return tr;
 }
 
-InferCase drafts(DType dtype) {
-    InferCase c;
+SelInferCase drafts(DType dtype) {
+    SelInferCase c;
     c.dtype = dtype;
     c.N1 = 8;
     c.N2 = 2;
@@ -82,8 +82,8 @@ InferCase drafts(DType dtype) {
 }
 
 // Training rows of the decoding tokens, in the decoding output's dense order.
-std::vector<double> decoding_rows(const InferTensors& t, const std::vector<double>& training_dense) {
-    const InferCase& c = t.c;
+std::vector<double> decoding_rows(const SelInferTensors& t, const std::vector<double>& training_dense) {
+    const SelInferCase& c = t.c;
     std::vector<double> d(static_cast<std::size_t>(c.B() * c.rows_Q() * c.N1 * c.Dv), 0.0);
     std::int64_t t0 = 0;
     for (std::int64_t b = 0; b < c.B(); ++b) {
@@ -100,7 +100,7 @@ std::vector<double> decoding_rows(const InferTensors& t, const std::vector<doubl
 }  // namespace
 
 TEST(SelectAttentionInferReference, EqualsTheTrainingReferenceAtTheLastPositions) {
-    InferTensors t(drafts(DType::f32));
+    SelInferTensors t(drafts(DType::f32));
     Training tr = training_copy(t);
     const auto infer_ref = sai::reference::forward(sai::validate(t.args(), t.params));
     const auto train_ref = opennsa::detail::select_attention::reference::forward(
@@ -110,7 +110,7 @@ TEST(SelectAttentionInferReference, EqualsTheTrainingReferenceAtTheLastPositions
 
 TEST(SelectAttentionInferReference, LibraryAgreesWithTrainingOperator) {
     for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
-        InferTensors t(drafts(dtype));
+        SelInferTensors t(drafts(dtype));
         SCOPED_TRACE(t.c.describe());
         Training tr = training_copy(t);
         opennsa::forward(tr.args(), tr.params);
@@ -120,12 +120,12 @@ TEST(SelectAttentionInferReference, LibraryAgreesWithTrainingOperator) {
 }
 
 TEST(SelectAttentionInferReference, VisiblePositionsFollowTheDraftRule) {
-    InferCase c = drafts(DType::f32);
+    SelInferCase c = drafts(DType::f32);
     c.kv_lens = {40};
     c.q_lens = {3};
     c.sel = 16;
     c.k = 3;
-    InferTensors t(c);
+    SelInferTensors t(c);
     t.set_slot(0, 0, 0, 0, 2);   // positions 32..39; token 0 sees p < 38
     t.set_slot(0, 0, 0, 1, -1);
     t.set_slot(0, 0, 0, 2, 2);   // duplicate: counted twice

@@ -22,12 +22,12 @@ struct Rule {
     const char* name;
     ErrorCode code;
     const char* message_part;
-    std::function<void(InferTensors&, Args&, Params&)> mutate;
+    std::function<void(SelInferTensors&, Args&, Params&)> mutate;
     bool content = false;  // found at the launch: the workspace query succeeds
 };
 
-InferCase small(const char* layout = "BSND") {
-    InferCase c;
+SelInferCase small(const char* layout = "BSND") {
+    SelInferCase c;
     c.dtype = DType::bf16;
     c.layout = layout;
     c.N1 = 4;
@@ -47,7 +47,7 @@ InferCase small(const char* layout = "BSND") {
 void expect_rejected(const Rule& r, const char* layout = "BSND") {
     for (bool sizing : {false, true}) {
         SCOPED_TRACE(std::string(r.name) + " (" + layout + (sizing ? ", workspace query)" : ")"));
-        InferTensors t(small(layout));
+        SelInferTensors t(small(layout));
         Args a = t.args();
         Params p = t.params;
         r.mutate(t, a, p);
@@ -70,9 +70,9 @@ void expect_rejected(const Rule& r, const char* layout = "BSND") {
     }
 }
 
-#define TENSOR(field, ...) [](InferTensors&, Args& a, Params&) { auto f = [](opennsa::TensorView& x) { __VA_ARGS__; }; f(a.field); }
-#define PARAMS(...) [](InferTensors&, Args&, Params& p) { __VA_ARGS__; }
-#define WITH(...) [](InferTensors& t, Args& a, Params& p) { (void)t; (void)a; (void)p; __VA_ARGS__; }
+#define TENSOR(field, ...) [](SelInferTensors&, Args& a, Params&) { auto f = [](opennsa::TensorView& x) { __VA_ARGS__; }; f(a.field); }
+#define PARAMS(...) [](SelInferTensors&, Args&, Params& p) { __VA_ARGS__; }
+#define WITH(...) [](SelInferTensors& t, Args& a, Params& p) { (void)t; (void)a; (void)p; __VA_ARGS__; }
 
 constexpr ErrorCode kNull = ErrorCode::null_pointer;
 constexpr ErrorCode kInvalid = ErrorCode::invalid_argument;
@@ -166,10 +166,10 @@ TEST(SelectAttentionInferValidation, ContentsAtTheLaunch) {
 TEST(SelectAttentionInferValidation, WhatIsNotRead) {
     // Rows s >= Q_b of topk, table columns past a batch's pages and the attention mask are not read:
     // garbage there is accepted (the case builder puts out-of-range values in all of them).
-    InferCase c = small();
+    SelInferCase c = small();
     c.Q = 4;
     c.spare_cols = 3;
-    InferTensors t(c);
+    SelInferTensors t(c);
     HostNd mask = HostNd::make(DType::f32, {1}, 0);  // any tensor: reserved
     auto a = t.args();
     a.atten_mask = mask.view;
