@@ -1,8 +1,9 @@
-"""Sliding-window attention, built exactly from the selected attention: with selection blocks of
-one token, a query's window of w keys is a list of w block indices (its last w positions), so
-npu_nsa_select_attention computes the exact causal window in O(T * w) work and memory, with its
-fused backward, GQA, varlen batches, dtypes and bitwise determinism. No new kernel, no fake kernel
-or autograd of its own: both are the selected attention's (torch.compile traces through)."""
+"""Sliding-window attention, built exactly from the selected attention (window_calls): blocks of b
+keys, b the largest divisor of w up to 16, on block grids shifted per query residue mod b so that
+every window is whole blocks. O(T * w) work and O(T * w / b) index memory, never a T x T mask; the
+selected attention's fused backward, GQA, varlen batches, dtypes, fp32 accumulation and bitwise
+determinism come with it. No kernel, fake kernel or autograd of its own: the selected attention's
+(and index_select / index_copy's) serve, so torch.compile traces through."""
 
 import operator
 from typing import List, Optional, Sequence
@@ -40,24 +41,62 @@ def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
     return ends
 
 
-def window_indices(seq_q: Sequence[int], seq_kv: Sequence[int], rows: int, window_size: int) -> torch.Tensor:
-    """The selected attention's topk for the window: [rows, C] int32, C = min(w, longest query
-    batch) (no query sees more keys than that), slot c of query position i holding key position
-    i - C + 1 + c of its batch, -1 where that lies before the batch or past its keys; padding rows
-    (past the last batch) all -1."""
-    longest = max([e - s for s, e in zip([0] + list(seq_q[:-1]), seq_q)], default=0)
-    slots = max(1, min(window_size, longest))
-    offsets = torch.arange(slots, dtype=torch.int64) - (slots - 1)
-    pieces, q_begin, kv_begin = [], 0, 0
+def window_block_size(window_size: int) -> int:
+    """Block size b of the exact construction: the largest divisor of w up to 16 (the selected
+    attention is as fast with 16-key blocks as with 64, and each b costs one call)."""
+    return max(b for b in range(1, min(16, window_size) + 1) if window_size % b == 0)
+
+
+class _Call:
+    """One selected-attention call of the construction: which query rows it computes, its
+    cumulative query / key ends (gap batches of no query skip keys), its block indices and whether
+    it needs the causal mask."""
+
+    def __init__(self, causal):
+        self.rows, self.topk, self.cu_q, self.cu_kv, self.causal = [], [], [], [], causal
+
+
+def window_calls(seq_q: Sequence[int], seq_kv: Sequence[int], window_size: int, block: int) -> List[_Call]:
+    """The calls that compute the window exactly with blocks of b keys (b divides w):
+
+    - call 0, the batch's first min(w, S1) query positions i, whose window [0, i] starts at the
+      batch: the batch's own block grid, blocks 0 .. ceil(w / b) - 1, causal mask;
+    - call 1 + r for each residue r < b: the positions i >= w with i = r (mod b). Their windows
+      [i - w + 1, i] start at = r + 1 (mod b), so on the grid that starts s_r = (r + 1) mod b keys
+      into the batch they are exactly w / b whole blocks and need no mask. The shifted grid is a
+      key batch starting s_r keys later, behind a gap batch without queries.
+    """
+    calls = [_Call(causal=True)] + [_Call(causal=False) for _ in range(block)]
+    per_query = window_size // block
+    early_blocks = -(-window_size // block)
+    q_begin, kv_begin = 0, 0
     for q_end, kv_end in zip(seq_q, seq_kv):
-        if q_end > q_begin:
-            keys = torch.arange(q_end - q_begin, dtype=torch.int64).unsqueeze(1) + offsets
-            keys = keys.masked_fill((keys < 0) | (keys >= kv_end - kv_begin), -1)
-            pieces.append(keys.to(torch.int32))
+        s1, s2 = q_end - q_begin, kv_end - kv_begin
+        early = calls[0]
+        n = min(window_size, s1)
+        if n:
+            early.rows.append(q_begin + torch.arange(n))
+            blocks = torch.arange(early_blocks).masked_fill(torch.arange(early_blocks) * block >= s2, -1)
+            early.topk.append(blocks.expand(n, early_blocks))
+        early.cu_q.append((early.cu_q[-1] if early.cu_q else 0) + n)
+        early.cu_kv.append(kv_end)
+        for r in range(block):
+            call = calls[1 + r]
+            shift = (r + 1) % block
+            first_pos = window_size + (r - window_size) % block
+            pos = torch.arange(first_pos, max(s1, first_pos), block)
+            count = pos.numel()
+            last_q = call.cu_q[-1] if call.cu_q else 0
+            call.cu_q += [last_q, last_q + count]
+            call.cu_kv += [min(kv_begin + shift, kv_end), kv_end]  # gap batch, then the shifted batch
+            if count:
+                first = (pos - window_size + 1 - shift) // block
+                blocks = first.unsqueeze(1) + torch.arange(per_query)
+                shifted_blocks = -(-max(0, s2 - shift) // block)
+                call.rows.append(q_begin + pos)
+                call.topk.append(blocks.masked_fill(blocks >= shifted_blocks, -1))
         q_begin, kv_begin = q_end, kv_end
-    if rows > q_begin:
-        pieces.append(torch.full((rows - q_begin, slots), -1, dtype=torch.int32))
-    return torch.cat(pieces) if pieces else torch.full((0, slots), -1, dtype=torch.int32)
+    return [c for c in calls if c.rows]
 
 
 def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale_value: float,
@@ -90,15 +129,29 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
     if seq_q is not None and len(seq_q) != len(seq_kv):
         raise ValueError(f"opennsa: sliding_window_attention: actual_seq_qlen has {len(seq_q)} batches but "
                          f"actual_seq_kvlen has {len(seq_kv)}")
-    topk = window_indices(seq_q or [t1], seq_kv or [t2], t1, window_size)
-    # Every kv head reads the same window: a stride-0 view, no copy per head.
-    topk = topk.unsqueeze(1).expand(t1, key.shape[1], topk.shape[1])
-    out, _, _ = _select_attention(query, key, value, topk, float(scale_value), int(head_num), seq_q, seq_kv)
-    return out
+    block = window_block_size(window_size)
+    n2 = key.shape[1]
+    calls = window_calls(seq_q or [t1], seq_kv or [t2], window_size, block)
+    if not calls:  # no query row in any batch: the selected attention writes the zeros
+        empty = torch.full((t1, n2, 1), -1, dtype=torch.int32)
+        return _select_attention(query, key, value, empty, scale_value, head_num, 1, seq_q, seq_kv, 2)
+    rows, outputs = [], []
+    for call in calls:
+        call_rows = torch.cat(call.rows)
+        # One int32 index row per query, shared by every kv head (a stride-0 view).
+        topk = torch.cat(call.topk).to(torch.int32)
+        topk = topk.unsqueeze(1).expand(topk.shape[0], n2, topk.shape[1])
+        outputs.append(_select_attention(query.index_select(0, call_rows), key, value, topk, scale_value, head_num,
+                                         block, call.cu_q, call.cu_kv, 2 if call.causal else 0))
+        rows.append(call_rows)
+    # Every query row of a batch is computed by exactly one call; padding rows stay 0.
+    result = query.new_zeros(t1, query.shape[1], value.shape[2])
+    return result.index_copy(0, torch.cat(rows), torch.cat(outputs))
 
 
-def _select_attention(query, key, value, topk, scale, head_num, seq_q, seq_kv):
-    args = (query, key, value, topk, scale, head_num, 1, topk.shape[2], None, seq_q, seq_kv, 2)
+def _select_attention(query, key, value, topk, scale, head_num, block, seq_q, seq_kv, sparse_mode):
+    args = (query, key, value, topk, float(scale), int(head_num), block, topk.shape[2], None, seq_q, seq_kv,
+            sparse_mode)
     if _select.OP_AUTOGRAD or not torch.is_grad_enabled():
-        return _select.select_attention(*args)
-    return _select._SelectAttentionFunction.apply(*args)
+        return _select.select_attention(*args)[0]
+    return _select._SelectAttentionFunction.apply(*args)[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import opennsa
-from opennsa._sliding_window import window_indices
+from opennsa._sliding_window import window_block_size, window_calls
 from test_compress_attention import TOL, assert_close
 
 
@@ -54,6 +54,9 @@ CASES = [
     ("varlen-empty-pad", [33, 0, 50, 4], [33, 0, 50, 4], 6, 3, 20, 8, 7, 3),
     ("window-1", [40], [40], 2, 1, 8, 8, 1, 0),
     ("window-past-batch", [20, 45], [20, 45], 16, 1, 16, 16, 1000, 0),
+    ("shifted-grids", [150, 0, 97], [150, 0, 97], 4, 2, 16, 8, 24, 2),  # w = 24: b = 12, residue calls
+    ("shifted-grids-prime", [60], [60], 2, 1, 8, 8, 7, 0),               # b = 7
+    ("shifted-q-ne-kv", [80, 50], [60, 90], 4, 1, 8, 12, 16, 0),
     ("q-shorter-than-kv", [10, 30], [25, 20], 4, 2, 12, 12, 6, 2),
 ]
 
@@ -118,13 +121,41 @@ def test_bitwise_identical_for_1_2_3_threads(dtype):
             assert torch.equal(bits(a), bits(b))
 
 
-def test_window_indices_are_exact_and_t_times_w():
-    # Two batches of 5 and 3 tokens, window 4, one padding row: C = min(w, longest batch) = 4.
-    idx = window_indices([5, 8], [5, 8], 9, 4)
-    assert idx.shape == (9, 4) and idx.dtype == torch.int32
-    assert idx.tolist() == [[-1, -1, -1, 0], [-1, -1, 0, 1], [-1, 0, 1, 2], [0, 1, 2, 3], [1, 2, 3, 4],
-                            [-1, -1, -1, 0], [-1, -1, 0, 1], [-1, 0, 1, 2], [-1, -1, -1, -1]]
-    assert window_indices([4096], [4096], 4096, 100000).shape == (4096, 4096)  # never more than the batch
+def covered_keys(seq_q, seq_kv, window):
+    """{query row: sorted key rows} that the construction's calls give each row (causal calls
+    keep p <= i), built back from their rows, cumulative ends and block indices."""
+    block = window_block_size(window)
+    seen = {}
+    for call in window_calls(seq_q, seq_kv, window, block):
+        rows, topk = torch.cat(call.rows).tolist(), torch.cat(call.topk).tolist()
+        q_begin, kv_begin, t = 0, 0, 0
+        for q_end, kv_end in zip(call.cu_q, call.cu_kv):
+            for j in range(q_end - q_begin):
+                row, keys = rows[t], []
+                for x in topk[t]:
+                    if x >= 0:
+                        keys += [kv_begin + x * block + c for c in range(block) if x * block + c < kv_end - kv_begin and
+                                 (not call.causal or x * block + c <= j)]
+                assert row not in seen, f"row {row} computed twice"
+                seen[row] = sorted(keys)
+                t += 1
+            q_begin, kv_begin = q_end, kv_end
+    return seen
+
+
+@pytest.mark.parametrize("window,seq_q,seq_kv", [
+    (512, [2000], [2000]), (48, [150, 150, 151, 400], [150, 150, 151, 400]), (7, [30, 61], [30, 61]),
+    (17, [100], [100]), (12, [5, 40, 90], [5, 50, 70]), (1, [9], [9]),
+])
+def test_construction_gives_each_row_exactly_its_window(window, seq_q, seq_kv):
+    seen = covered_keys(seq_q, seq_kv, window)
+    q_begin, kv_begin = 0, 0
+    for q_end, kv_end in zip(seq_q, seq_kv):
+        for i in range(q_end - q_begin):
+            want = [kv_begin + p for p in range(max(0, i - window + 1), min(i + 1, kv_end - kv_begin))]
+            assert seen.get(q_begin + i, []) == want, f"row {q_begin + i}"
+        q_begin, kv_begin = q_end, kv_end
+    assert window_block_size(512) == 16 and window_block_size(48) == 16 and window_block_size(17) == 1
 
 
 def test_torch_compile_fullgraph():
