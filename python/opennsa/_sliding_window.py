@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import _select_attention as _select
+from ._compress_attention import _seq_list
 
 
 def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
@@ -18,15 +19,12 @@ def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
     because the window indices are built from them before the selected attention sees them."""
     if value is None:
         return None
-    if isinstance(value, torch.Tensor):
-        if value.dim() != 1 or value.dtype.is_floating_point or value.dtype.is_complex:
-            raise ValueError(f"opennsa: {name} must be a list of ints (or a 1-D integer tensor), got a "
-                             f"{value.dtype} tensor of shape {tuple(value.shape)}")
-        value = value.tolist()
-    try:
-        ends = [operator.index(x) for x in value]
-    except TypeError:
-        raise ValueError(f"opennsa: {name} must be a list of ints (cumulative lengths), got {value!r}") from None
+    if not isinstance(value, torch.Tensor):  # ints only: 1.5 must not become batch end 1
+        try:
+            [operator.index(x) for x in value]
+        except TypeError:
+            raise ValueError(f"opennsa: {name} must be a list of ints (cumulative lengths), got {value!r}") from None
+    ends = _seq_list(name, value)
     if not ends:
         raise ValueError(f"opennsa: {name} is empty; expected at least one batch")
     previous = 0
