@@ -5,6 +5,7 @@
              softmax, autograd), in the layer's dtype
   dense      the same projections with dense causal attention instead of the three branches:
              torch.nn.functional.scaled_dot_product_attention(is_causal=True, enable_gqa=True)
+  projections  only the projections and gates (no attention): the cost all three share
 
 hidden 1024, Dk = Dv = 64, l = 32, d = 16, l' = 64, k = 16, w = 512 (the paper's values), one
 sequence of T tokens, loss = sum(y * dy). Each configuration runs in its own subprocess (peak RSS
@@ -61,8 +62,14 @@ def run_worker(cfg):
             enable_gqa=True)
         return layer.o_proj(o.transpose(0, 1).reshape(x.shape[0], -1))
 
+    def projections(layer, x):  # the layers' shared cost: projections and gates, no attention
+        q, k, v, g = layer.project(x)
+        dv = layer.value_head_dim
+        o = g[..., :1] * (q[..., :dv] + k[..., :dv].mean(1, keepdim=True) + v.mean(1, keepdim=True))
+        return layer.o_proj(o.reshape(x.shape[0], -1))
+
     forward = {"opennsa": lambda x: layer(x, cu_seqlens=seq), "reference": lambda x: nsa_layer(layer, x, seq),
-               "dense": lambda x: dense(layer, x)}[cfg["impl"]]
+               "dense": lambda x: dense(layer, x), "projections": lambda x: projections(layer, x)}[cfg["impl"]]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     deadline = time.time() + cfg["budget_s"]
