@@ -111,3 +111,9 @@ def get_num_threads() -> int:
 def library_version() -> str:
     """Version of the C++ library linked into the extension."""
     return str(torch.ops.opennsa.version())
+
+
+from ._sliding_window import sliding_window_attention  # noqa: E402  (needs the operators above)
+from . import nn  # noqa: E402,F401  (opennsa.nn.NativeSparseAttention)
+
+__all__ += ["sliding_window_attention", "nn"]

@@ -1,0 +1,131 @@
+"""The NSA layer of opennsa.nn.NativeSparseAttention written in plain PyTorch: the same parameters,
+the three branches by gathers, masks and softmax, the importance scores and the top-k ranking of
+docs/spec, autograd for the backward. Runs in any dtype (float64 in the tests, as the oracle; the
+layer's own dtype in bench/bench_layer.py, as the baseline to beat). Shares no code with the
+operators it checks; the selected branch is tests/python/torch_reference.py's."""
+
+import torch
+
+from torch_reference import select_attention
+
+
+def batch_ranges(seq_ends):
+    """[(begin, end)] per batch from cumulative ends (no leading zero)."""
+    return list(zip([0] + list(seq_ends[:-1]), seq_ends))
+
+
+def compress(x, weight, l, d, seq_ends):
+    """npu_nsa_compress: out[c] = sum_r weight[r, h] * x[begin + c*d + r, h] per batch, by gathering
+    each window's l rows."""
+    pieces = []
+    for begin, end in batch_ranges(seq_ends):
+        s = end - begin
+        if s < l:
+            continue
+        count = (s - l) // d + 1
+        rows = begin + (torch.arange(count).unsqueeze(1) * d + torch.arange(l))  # [C, l]
+        pieces.append(torch.einsum("clhd,lh->chd", x[rows], weight))
+    return torch.cat(pieces) if pieces else x.new_zeros(0, x.shape[1], x.shape[2])
+
+
+def block_weights(m, n, count, blocks):
+    """w(t) on the shifted compressed indices (J + 1) * m - t of every block J: [blocks, m + n - 1]
+    index and weight tensors (weight 0 outside [0, count))."""
+    tap = torch.arange(m + n - 1).view(1, -1)
+    idx = (torch.arange(blocks).view(-1, 1) + 1) * m - tap
+    inside = (idx >= 0) & (idx < count)
+    w = torch.minimum(torch.minimum(tap + 1, torch.tensor(min(m, n))), m + n - 1 - tap)
+    return idx.clamp(0, max(count - 1, 0)), w * inside
+
+
+def compressed_attention_topk(q, k_cmp, v_cmp, scale, l, d, sel_size, sel_count, topk_mask, seq_ends, cmp_ends):
+    """The compressed branch (NSA causal rule j*d + l - 1 <= i) and its top-k: forced blocks first
+    (ascending), then descending importance, ties in ascending block index; -1 past the batch's
+    blocks. Returns (o_cmp [T, N1, Dv], topk [T, N2, k] int32)."""
+    t, n1, _ = q.shape
+    n2, dv = v_cmp.shape[1], v_cmp.shape[2]
+    g, m, n = n1 // n2, sel_size // d, l // d
+    scale = float(torch.tensor(scale, dtype=torch.float32))  # the operators apply it as fp32
+    out = q.new_zeros(t, n1, dv)
+    topk = torch.full((t, n2, sel_count), -1, dtype=torch.int32)
+    for (q0, q1), (c0, c1) in zip(batch_ranges(seq_ends), batch_ranges(cmp_ends)):
+        s, c = q1 - q0, c1 - c0
+        if s == 0:
+            continue
+        blocks = -(-c // m)
+        visible = torch.arange(c).view(1, c) * d + l - 1 <= torch.arange(s).view(s, 1)   # [S, C]
+        kk = k_cmp[c0:c1].repeat_interleave(g, dim=1)
+        vv = v_cmp[c0:c1].repeat_interleave(g, dim=1)
+        scores = torch.einsum("ihd,jhd->hij", q[q0:q1], kk) * scale
+        seen = visible.any(dim=1).view(1, s, 1)
+        probs = torch.softmax(scores.masked_fill(~visible, float("-inf")).masked_fill(~seen, 0.0), dim=-1) * visible
+        out[q0:q1] = torch.einsum("hij,jhd->ihd", probs, vv)
+        if blocks == 0:
+            order = torch.arange(0).view(1, 1, 0).expand(n2, s, 0)
+        else:
+            grouped = probs.detach().view(n2, g, s, c).sum(dim=1)                      # [N2, S, C]
+            idx, w = block_weights(m, n, c, blocks)
+            importance = (grouped[..., idx] * w).sum(-1)                                 # [N2, S, blocks]
+            importance = importance.masked_fill(topk_mask[:s, :blocks].unsqueeze(0), float("inf"))
+            order = torch.sort(importance, dim=-1, descending=True, stable=True).indices
+        kept = min(blocks, sel_count)
+        topk[q0:q1, :, :kept] = order[..., :kept].transpose(0, 1).to(torch.int32)
+    return out, topk
+
+
+def sliding_window(q, k, v, scale, window, seq_ends):
+    """Causal window of `window` keys (i - w < p <= i) per batch, by gathering each query's w
+    latest keys: O(T * w)."""
+    t, n1, _ = q.shape
+    n2, dv = v.shape[1], v.shape[2]
+    g = n1 // n2
+    out = q.new_zeros(t, n1, dv)
+    for q0, q1 in batch_ranges(seq_ends):
+        s = q1 - q0
+        if s == 0:
+            continue
+        w = min(window, s)
+        pos = torch.arange(s).view(s, 1) - (w - 1) + torch.arange(w).view(1, w)           # [S, w]
+        valid = (pos >= 0).view(s, 1, 1, w)
+        rows = q0 + pos.clamp(min=0)
+        kw, vw = k[rows], v[rows]                                                        # [S, w, N2, D]
+        qb = q[q0:q1].view(s, n2, g, -1)
+        scores = torch.einsum("sngd,swnd->sngw", qb, kw) * scale
+        probs = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+        out[q0:q1] = torch.einsum("sngw,swnd->sngd", probs, vw).reshape(s, n1, dv)
+    return out
+
+
+def nsa_layer(layer, x, seq_ends, *, topk=None, return_topk=False):
+    """What layer(x, cu_seqlens=seq_ends) computes, with the layer's parameters, in x's dtype.
+    topk: selected blocks to use instead of the reference's own ranking (for low-precision runs,
+    whose rounding may reorder near-equal blocks)."""
+    t = x.shape[0]
+    l, d = layer.compress_block_size, layer.compress_stride
+    q = layer.q_proj(x).view(t, layer.num_heads, layer.head_dim)
+    k = layer.k_proj(x).view(t, layer.num_kv_heads, layer.head_dim)
+    v = layer.v_proj(x).view(t, layer.num_kv_heads, layer.value_head_dim)
+    gates = torch.sigmoid(layer.gate(x)).view(t, layer.num_heads, 3)
+    cmp_ends, total, begin = [], 0, 0
+    for end in seq_ends:
+        total += (end - begin - l) // d + 1 if end - begin >= l else 0
+        cmp_ends.append(total)
+        begin = end
+    k_cmp = compress(k, layer.compress_key, l, d, seq_ends)
+    v_cmp = compress(v, layer.compress_value, l, d, seq_ends)
+    longest = max(e - b for b, e in batch_ranges(seq_ends))
+    blocks = -(-max(e - b for b, e in batch_ranges(cmp_ends)) // (layer.select_block_size // d))
+    own = torch.arange(longest).view(-1, 1) // layer.select_block_size
+    j = torch.arange(blocks).view(1, -1)
+    topk_mask = (j == 0) | ((own - j >= 0) & (own - j < layer.forced_local_blocks))
+    o_cmp, own_topk = compressed_attention_topk(q, k_cmp, v_cmp, layer.scale, l, d, layer.select_block_size,
+                                                layer.select_block_count, topk_mask, seq_ends, cmp_ends)
+    topk = own_topk if topk is None else topk
+    o_slc = select_attention(q, k, v, topk, layer.scale, layer.select_block_size, actual_seq_qlen=seq_ends,
+                             actual_seq_kvlen=seq_ends, causal=True)
+    o_win = sliding_window(q, k, v, layer.scale, layer.window_size, seq_ends)
+    outputs = {"compressed": o_cmp, "selected": o_slc, "window": o_win}
+    o = sum(gates[:, :, i:i + 1] * outputs[name]
+            for i, name in enumerate(("compressed", "selected", "window")) if name in layer.branches_used)
+    y = layer.o_proj(o.reshape(t, layer.num_heads * layer.value_head_dim))
+    return (y, own_topk) if return_topk else y
