@@ -6,3 +6,4 @@
 #include "opennsa/select_attention.hpp"
 #include "opennsa/compress.hpp"
 #include "opennsa/compress_attention.hpp"
+#include "opennsa/compress_with_cache.hpp"
