@@ -17,6 +17,7 @@ from . import _library  # noqa: F401  (loads the compiled operators)
 from . import _select_attention as _ops
 from ._compress import npu_nsa_compress, npu_nsa_compress_grad
 from ._compress_attention import npu_nsa_compress_attention
+from ._compress_with_cache import npu_nsa_compress_infer
 
 __all__ = [
     "npu_nsa_select_attention",
@@ -24,6 +25,7 @@ __all__ = [
     "npu_nsa_compress",
     "npu_nsa_compress_grad",
     "npu_nsa_compress_attention",
+    "npu_nsa_compress_infer",
     "set_num_threads",
     "get_num_threads",
     "library_version",
