@@ -105,12 +105,4 @@ inline BlockTable block_table(const Arg& a, std::int64_t batches, const char* ba
     return {*a.t};
 }
 
-// Where logical token p of batch b lives (its entries checked): page and row in the page.
-struct PageRow {
-    std::int64_t page, row;
-};
-inline PageRow locate_token(const BlockTable& table, std::int64_t b, std::int64_t p, std::int64_t page_size) noexcept {
-    return {table.at(b, p / page_size), p % page_size};
-}
-
 }  // namespace opennsa::detail
