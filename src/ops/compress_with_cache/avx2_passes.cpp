@@ -19,28 +19,6 @@ namespace {
 
 using namespace opennsa::detail::avx2;
 
-// 8 elements at p, element stride es (es == 1 when kUnit), widened to fp32.
-template <class S, bool kUnit>
-NSA_AVX2 inline __m256 load8_at(const S* p, std::int64_t es) {
-    if constexpr (kUnit) {
-        (void)es;
-        return load8(p);
-    } else {
-        alignas(32) float v[kLanes];
-        for (int i = 0; i < kLanes; ++i) v[i] = load_acc(p + i * es);
-        return _mm256_load_ps(v);
-    }
-}
-
-// Rounds 8 lanes into p, element stride es.
-template <class S>
-NSA_AVX2 inline void store8_at(S* p, std::int64_t es, __m256 v) {
-    if (es == 1) return store8(p, v);
-    alignas(32) float lanes[kLanes];
-    _mm256_store_ps(lanes, v);
-    for (int i = 0; i < kLanes; ++i) store_acc(p + i * es, lanes[i]);
-}
-
 // One task: NV full vectors of 8 elements, then n % 8 single elements (scalar FMA chains).
 template <class S, bool kUnit, int NV>
 NSA_AVX2 void window_block(const Problem& p, const Task& t) {
@@ -54,12 +32,12 @@ NSA_AVX2 void window_block(const Problem& p, const Task& t) {
         const float wr = load_acc(element<const S>(p.weight, r, t.head));
         const __m256 w = _mm256_set1_ps(wr);
         const S* src = rows.row() + t.e0 * es;
-        for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(w, load8_at<S, kUnit>(src + k * kLanes * es, es), acc[k]);
+        for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(w, load8_strided<S, kUnit>(src + k * kLanes * es, es), acc[k]);
         for (std::int64_t i = 0; i < tail_n; ++i) tail[i] = std::fma(wr, load_acc(src + (NV * kLanes + i) * es), tail[i]);
     }
     S* dst = element<S>(p.cache, p.slot(t.batch), t.head, t.e0);
     const std::int64_t os = p.cache.strides[2];
-    for (int k = 0; k < NV; ++k) store8_at(dst + k * kLanes * os, os, acc[k]);
+    for (int k = 0; k < NV; ++k) store8_strided(dst + k * kLanes * os, os, acc[k]);
     for (std::int64_t i = 0; i < tail_n; ++i) store_acc(dst + (NV * kLanes + i) * os, tail[i]);
 }
 

@@ -1,12 +1,10 @@
 #include "ops/compress_with_cache/cases.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 #include <numeric>
 #include <sstream>
 
 #include "core/convert.hpp"
-#include "kernels/dispatch.hpp"
 
 namespace cwc_test {
 
@@ -20,29 +18,6 @@ const char* layout_name(Layout l) {
 }
 
 // --- buffers ---------------------------------------------------------------------------------
-
-HostTensor make_buffer(DType dtype, const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& strides) {
-    HostTensor t;
-    const int rank = static_cast<int>(shape.size());
-    std::int64_t lo = 0, hi = 0;
-    bool empty = false;
-    for (int d = 0; d < rank; ++d) {
-        if (shape[d] == 0) empty = true;
-        const std::int64_t reach = (shape[d] > 0 ? shape[d] - 1 : 0) * strides[d];
-        (reach < 0 ? lo : hi) += reach;
-    }
-    if (empty) lo = hi = 0;
-    const std::int64_t elt = static_cast<std::int64_t>(opennsa::dtype_size(dtype)), guard = 16;
-    t.bytes.assign(static_cast<std::size_t>((hi - lo + 1 + 2 * guard) * elt), 0);
-    t.view.data = t.bytes.data() + (guard - lo) * elt;
-    t.view.dtype = dtype;
-    t.view.rank = rank;
-    for (int d = 0; d < rank; ++d) {
-        t.view.shape[d] = shape[d];
-        t.view.strides[d] = strides[d];
-    }
-    return t;
-}
 
 std::size_t offset_bytes(const HostTensor& t, const std::vector<std::int64_t>& index) {
     std::int64_t e = 0;
@@ -96,10 +71,9 @@ std::string Case::describe() const {
 }
 
 Case random_case(std::mt19937_64& rng, DType dtype, bool strided) {
-    auto uniform = [&](std::int64_t lo, std::int64_t hi) {
-        return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
-    };
-    auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; };
+    nsa_test::Draw draw{rng};
+    auto uniform = [&](std::int64_t lo, std::int64_t hi) { return draw.uniform(lo, hi); };
+    auto chance = [&](double p) { return draw.chance(p); };
     Case c;
     c.dtype = dtype;
     c.N = uniform(1, 8);
@@ -173,11 +147,11 @@ Tensors::Tensors(const Case& cs) : c(cs), params(cs.params()) {
     pages = used + c.spare_pages;
     cols = widest + c.spare_cols;
     R = c.B() + c.spare_rows;
-    input = make_buffer(c.dtype, {pages, c.P, c.N, c.D}, input_strides(c));
-    weight = c.weight_transposed ? make_buffer(c.dtype, {c.l, c.N}, {1, c.l}) : make_buffer(c.dtype, {c.l, c.N}, {c.N, 1});
-    slots = make_buffer(DType::i32, {c.B()}, {1});
-    table = make_buffer(DType::i32, {c.B(), cols}, {cols, 1});
-    cache = make_buffer(c.dtype, {R, c.N, c.D}, cache_strides(c));
+    input = guarded_tensor(c.dtype, {pages, c.P, c.N, c.D}, input_strides(c));
+    weight = c.weight_transposed ? guarded_tensor(c.dtype, {c.l, c.N}, {1, c.l}) : guarded_tensor(c.dtype, {c.l, c.N}, {c.N, 1});
+    slots = guarded_tensor(DType::i32, {c.B()}, {1});
+    table = guarded_tensor(DType::i32, {c.B(), cols}, {cols, 1});
+    cache = guarded_tensor(c.dtype, {R, c.N, c.D}, cache_strides(c));
 
     std::normal_distribution<double> nd(0.0, 1.0);
     for (std::int64_t pg = 0; pg < pages; ++pg)
@@ -266,25 +240,6 @@ std::vector<double> Tensors::written() const {
 
 std::vector<std::vector<unsigned char>> input_bytes(const Tensors& t) {
     return {t.input.bytes, t.weight.bytes, t.slots.bytes, t.table.bytes};
-}
-
-PathScope::PathScope(const char* kernel) { ::setenv("OPENNSA_KERNEL", kernel, 1); }
-PathScope::~PathScope() { ::unsetenv("OPENNSA_KERNEL"); }
-
-std::vector<const char*> kernel_paths() {
-    std::vector<const char*> paths;
-    if (opennsa::detail::cpu_has_avx2()) paths.push_back("avx2");
-    paths.push_back("portable");
-    return paths;
-}
-
-double tol(DType t) {
-    switch (t) {
-        case DType::f16: return 1e-3;
-        case DType::bf16: return 8e-3;
-        case DType::f32: return 2e-5;
-        default: return 1e-12;
-    }
 }
 
 }  // namespace cwc_test

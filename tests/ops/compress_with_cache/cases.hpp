@@ -29,9 +29,8 @@ enum class Layout {
 };
 const char* layout_name(Layout l);
 
-// A view of any rank (1..4) in its own buffer: guard bytes before and after everything it
-// addresses. Element offsets from the strides.
-HostTensor make_buffer(DType dtype, const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& strides);
+// Element access of views of any rank (tensors from nsa_test::guarded_tensor).
+using nsa_test::guarded_tensor;
 std::size_t offset_bytes(const HostTensor& t, const std::vector<std::int64_t>& index);
 double get(const HostTensor& t, const std::vector<std::int64_t>& index);
 void set(HostTensor& t, const std::vector<std::int64_t>& index, double v);  // rounds to the dtype
@@ -86,17 +85,8 @@ struct Tensors {
 // Bytes of every input, to check that a call changed none of them.
 std::vector<std::vector<unsigned char>> input_bytes(const Tensors& t);
 
-// Sets OPENNSA_KERNEL for the scope.
-class PathScope {
-public:
-    explicit PathScope(const char* kernel);
-    ~PathScope();
-    PathScope(const PathScope&) = delete;
-    PathScope& operator=(const PathScope&) = delete;
-};
-std::vector<const char*> kernel_paths();  // "avx2" where the CPU has it, and "portable"
-
-// docs/spec/README.md: compress outputs fp16 1e-3, bf16 8e-3 (fp32 2e-5, fp64 1e-12).
-double tol(DType t);
+using nsa_test::kernel_paths;
+using nsa_test::PathScope;
+inline double tol(DType t) { return nsa_test::tol_compress(t); }
 
 }  // namespace cwc_test

@@ -183,8 +183,8 @@ TEST(CompressWithCacheOps, TokenByTokenMatchesTrainingBitwise) {
                     Tc += L >= c.l ? (L - c.l) / c.d + 1 : 0;
                     tp.seq_lens.push_back(T += L);
                 }
-                HostTensor x = make_buffer(dtype, {T, c.N, c.D}, {c.N * c.D, c.D, 1});
-                HostTensor y = make_buffer(dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
+                HostTensor x = guarded_tensor(dtype, {T, c.N, c.D}, {c.N * c.D, c.D, 1});
+                HostTensor y = guarded_tensor(dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
                 for (std::int64_t b = 0, t0 = 0; b < c.B(); t0 += c.lens[static_cast<std::size_t>(b)], ++b)
                     for (std::int64_t p = 0; p < c.lens[static_cast<std::size_t>(b)]; ++p)
                         for (std::int64_t h = 0; h < c.N; ++h)
@@ -200,7 +200,7 @@ TEST(CompressWithCacheOps, TokenByTokenMatchesTrainingBitwise) {
                 std::fill(step.input.bytes.begin(), step.input.bytes.end(), 0xFF);
                 for (std::int64_t b = 0; b < c.B(); ++b)
                     for (std::int64_t j = 0; j < step.cols; ++j) step.set_page(b, j, static_cast<std::int32_t>(full.page(b, j)));
-                step.cache = make_buffer(dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
+                step.cache = guarded_tensor(dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
                 step.cache.poison();
                 const std::int64_t longest = *std::max_element(c.lens.begin(), c.lens.end());
                 opennsa::CompressWithCacheParams params = step.params;

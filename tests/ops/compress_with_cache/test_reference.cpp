@@ -22,7 +22,7 @@ TEST(CompressWithCacheReference, MatchesTrainingReferenceOnGatheredSequences) {
         for (std::int64_t b = 0; b < c.B(); ++b) {
             if (!c.triggered(b)) continue;
             const std::int64_t L = c.lens[static_cast<std::size_t>(b)];
-            HostTensor x = make_buffer(c.dtype, {L, c.N, c.D}, {c.N * c.D, c.D, 1});
+            HostTensor x = guarded_tensor(c.dtype, {L, c.N, c.D}, {c.N * c.D, c.D, 1});
             for (std::int64_t p = 0; p < L; ++p)
                 for (std::int64_t h = 0; h < c.N; ++h)
                     for (std::int64_t e = 0; e < c.D; ++e) {
@@ -34,7 +34,7 @@ TEST(CompressWithCacheReference, MatchesTrainingReferenceOnGatheredSequences) {
             opennsa::CompressParams tp;
             tp.block_size = c.l, tp.stride = c.d, tp.seq_lens = {L};
             const std::int64_t Tc = opennsa::compressed_token_count(L, tp);
-            HostTensor y = make_buffer(c.dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
+            HostTensor y = guarded_tensor(c.dtype, {Tc, c.N, c.D}, {c.N * c.D, c.D, 1});
             const auto train = opennsa::detail::compress::reference::forward(
                 opennsa::detail::compress::validate_forward({x.view, t.weight.view, y.view}, tp));
             const std::size_t row = static_cast<std::size_t>((L - c.l) / c.d * c.N * c.D);
