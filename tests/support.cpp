@@ -1,5 +1,7 @@
 #include "support.hpp"
 
+#include "kernels/dispatch.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
@@ -114,6 +116,48 @@ double tol_grad(DType t) {
         default: return 2e-5;  // fp32; fp64 too: its stored max/sum are fp32, and rows with one
                                // visible key make dS = P (dP - D) pure cancellation
     }
+}
+
+HostTensor guarded_tensor(DType dtype, const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& strides) {
+    HostTensor t;
+    const int rank = static_cast<int>(shape.size());
+    std::int64_t lo = 0, hi = 0;
+    bool empty = false;
+    for (int d = 0; d < rank; ++d) {
+        if (shape[d] == 0) empty = true;
+        const std::int64_t reach = (shape[d] > 0 ? shape[d] - 1 : 0) * strides[d];
+        (reach < 0 ? lo : hi) += reach;
+    }
+    if (empty) lo = hi = 0;
+    const std::int64_t elt = static_cast<std::int64_t>(opennsa::dtype_size(dtype)), guard = 16;
+    t.bytes.assign(static_cast<std::size_t>((hi - lo + 1 + 2 * guard) * elt), 0);
+    t.view.data = t.bytes.data() + (guard - lo) * elt;
+    t.view.dtype = dtype;
+    t.view.rank = rank;
+    for (int d = 0; d < rank; ++d) {
+        t.view.shape[d] = shape[d];
+        t.view.strides[d] = strides[d];
+    }
+    return t;
+}
+
+double tol_compress(DType t) {
+    switch (t) {
+        case DType::f16: return 1e-3;
+        case DType::bf16: return 8e-3;
+        case DType::f32: return 2e-5;
+        default: return 1e-12;
+    }
+}
+
+PathScope::PathScope(const char* kernel) { ::setenv("OPENNSA_KERNEL", kernel, 1); }
+PathScope::~PathScope() { ::unsetenv("OPENNSA_KERNEL"); }
+
+std::vector<const char*> kernel_paths() {
+    std::vector<const char*> paths;
+    if (opennsa::detail::cpu_has_avx2()) paths.push_back("avx2");
+    paths.push_back("portable");
+    return paths;
 }
 
 ::testing::AssertionResult close(const std::vector<double>& got, const std::vector<double>& ref, double tol,

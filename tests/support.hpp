@@ -20,6 +20,15 @@ namespace nsa_test {
 using opennsa::DType;
 using opennsa::TensorView;
 
+// Random draws for case builders: an integer in [lo, hi], a coin with probability p.
+struct Draw {
+    std::mt19937_64& rng;
+    std::int64_t uniform(std::int64_t lo, std::int64_t hi) {
+        return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng);
+    }
+    bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; }
+};
+
 // One seed per test run (env OPENNSA_TEST_SEED to replay), mixed with a per-case salt.
 std::uint64_t run_seed();
 inline std::uint64_t case_seed(std::uint64_t salt) { return run_seed() * 0x9E3779B97F4A7C15ull + salt; }
@@ -44,9 +53,27 @@ struct HostTensor {
     ::testing::AssertionResult fully_written() const;
 };
 
+// A view of `shape` with `strides` (elements, any sign, rank 1..4) into its own zeroed buffer,
+// with 16 guard elements before and after everything the view addresses.
+HostTensor guarded_tensor(DType dtype, const std::vector<std::int64_t>& shape, const std::vector<std::int64_t>& strides);
+
 // The forward / gradient tolerance for an output of dtype t.
 double tol_out(DType t);
 double tol_grad(DType t);
+// The compression family's outputs and gradients (docs/spec/README.md: fp16 1e-3, bf16 8e-3;
+// fp32 2e-5, fp64 1e-12).
+double tol_compress(DType t);
+
+// Sets OPENNSA_KERNEL for the scope (the compute paths a test iterates over).
+class PathScope {
+public:
+    explicit PathScope(const char* kernel);
+    ~PathScope();
+    PathScope(const PathScope&) = delete;
+    PathScope& operator=(const PathScope&) = delete;
+};
+// "avx2" (when the CPU has it) and "portable".
+std::vector<const char*> kernel_paths();
 
 // relative Frobenius error <= tol and max error / max |ref| <= 4 tol.
 ::testing::AssertionResult close(const std::vector<double>& got, const std::vector<double>& ref, double tol,

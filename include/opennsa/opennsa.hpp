@@ -8,3 +8,4 @@
 #include "opennsa/compress_attention.hpp"
 #include "opennsa/compress_attention_infer.hpp"
 #include "opennsa/select_attention_infer.hpp"
+#include "opennsa/compress_with_cache.hpp"

@@ -19,6 +19,7 @@ from ._compress import npu_nsa_compress, npu_nsa_compress_grad
 from ._compress_attention import npu_nsa_compress_attention
 from ._compress_attention_infer import npu_nsa_compress_attention_infer
 from ._select_attention_infer import npu_nsa_select_attention_infer
+from ._compress_with_cache import npu_nsa_compress_infer
 
 __all__ = [
     "npu_nsa_select_attention",
@@ -28,6 +29,7 @@ __all__ = [
     "npu_nsa_compress_attention",
     "npu_nsa_compress_attention_infer",
     "npu_nsa_select_attention_infer",
+    "npu_nsa_compress_infer",
     "set_num_threads",
     "get_num_threads",
     "library_version",

@@ -74,7 +74,7 @@ struct BlockTable {
 
 // The pages batch b reads for `tokens` logical tokens, ceil(tokens / P), after checking that the
 // table has that many columns.
-inline std::int64_t pages_used(const BlockTable& table, const char* table_name, std::size_t b, std::int64_t tokens,
+inline std::int64_t pages_used(const BlockTable& table, const char* table_name, std::int64_t b, std::int64_t tokens,
                                std::int64_t page_size) {
     const std::int64_t cols = table.view.shape[1];
     const std::int64_t used = ceil_div(tokens, page_size);
@@ -84,11 +84,32 @@ inline std::int64_t pages_used(const BlockTable& table, const char* table_name, 
     return used;
 }
 
-// The table has a column for every page of each batch's `lengths[b]` tokens: the metadata half of
-// check_block_table, for a first phase that must not read tensor contents.
+// The table has a column for every page of batch b's `tokens` tokens (pages of page_size).
+inline void check_block_table_columns(const BlockTable& table, const char* table_name, std::int64_t b,
+                                      std::int64_t tokens, std::int64_t page_size) {
+    (void)pages_used(table, table_name, b, tokens, page_size);
+}
+
+// The same for every batch's `lengths[b]` tokens: the metadata half of check_block_table, for a
+// first phase that must not read tensor contents.
 inline void check_block_table_columns(const BlockTable& table, const char* table_name,
                                       const std::vector<std::int64_t>& lengths, std::int64_t page_size) {
-    for (std::size_t b = 0; b < lengths.size(); ++b) (void)pages_used(table, table_name, b, lengths[b], page_size);
+    for (std::size_t b = 0; b < lengths.size(); ++b)
+        check_block_table_columns(table, table_name, static_cast<std::int64_t>(b), lengths[b], page_size);
+}
+
+// The entries that cover batch b's tokens [first, end) (columns that exist: checked before) name
+// pages of the cache. Only those entries are read.
+inline void check_block_table_entries(const BlockTable& table, const char* table_name, std::int64_t b,
+                                      std::int64_t first, std::int64_t end, const PagedCache& cache,
+                                      const char* cache_name) {
+    if (end <= first) return;
+    for (std::int64_t j = first / cache.page_size; j <= (end - 1) / cache.page_size; ++j) {
+        const std::int64_t page = table.at(b, j);
+        if (page < 0 || page >= cache.pages)
+            invalid(table_name, "[", b, ", ", j, "] = ", page, " is not a page of ", cache_name, " (", cache.pages,
+                    " pages)");
+    }
 }
 
 // The entries batch b reads for `tokens` logical tokens (pages [0, ceil(tokens / P))) must exist
@@ -97,14 +118,19 @@ inline void check_block_table_columns(const BlockTable& table, const char* table
 inline void check_block_table(const BlockTable& table, const char* table_name, const std::vector<std::int64_t>& lengths,
                               const PagedCache& cache, const char* cache_name) {
     for (std::size_t b = 0; b < lengths.size(); ++b) {
-        const std::int64_t used = pages_used(table, table_name, b, lengths[b], cache.page_size);
-        for (std::int64_t j = 0; j < used; ++j) {
-            const std::int64_t page = table.at(static_cast<std::int64_t>(b), j);
-            if (page < 0 || page >= cache.pages)
-                invalid(table_name, "[", b, ", ", j, "] = ", page, " is not a page of ", cache_name, " (", cache.pages,
-                        " pages)");
-        }
+        const auto batch = static_cast<std::int64_t>(b);
+        check_block_table_columns(table, table_name, batch, lengths[b], cache.page_size);
+        check_block_table_entries(table, table_name, batch, 0, lengths[b], cache, cache_name);
     }
+}
+
+// Reads `a` (present) as a block table of `batches` rows: int32, rank 2 [batches, maxBlocks].
+inline BlockTable block_table(const Arg& a, std::int64_t batches, const char* batches_name) {
+    check_dtype(a, DType::i32, " (block indices are int32)");
+    check_rank(a, 2, " ([B, maxBlocks])");
+    check_dim(a, 0, batches, batches_name);
+    check_extent(a, false);
+    return {*a.t};
 }
 
 }  // namespace opennsa::detail

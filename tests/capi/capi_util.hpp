@@ -50,8 +50,10 @@ public:
         buf_.insert(buf_.end(), h.bytes.begin(), h.bytes.end());
         const opennsa::TensorView& v = h.view;
         const std::int64_t storage[1] = {static_cast<std::int64_t>(buf_.size() / elt_)};
-        tensor_ = aclCreateTensor(v.shape, static_cast<std::uint64_t>(v.rank), acl_dtype(v.dtype), v.strides, pad,
-                                  ACL_FORMAT_ND, storage, 1, buf_.data());
+        // The view may start inside its buffer (guard bytes before it, negative strides).
+        const std::int64_t start = (static_cast<const unsigned char*>(v.data) - h.bytes.data()) / static_cast<std::int64_t>(elt_);
+        tensor_ = aclCreateTensor(v.shape, static_cast<std::uint64_t>(v.rank), acl_dtype(v.dtype), v.strides,
+                                  pad + start, ACL_FORMAT_ND, storage, 1, buf_.data());
     }
     AclMirror(const AclMirror&) = delete;
     AclMirror& operator=(const AclMirror&) = delete;

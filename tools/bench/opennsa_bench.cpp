@@ -4,11 +4,13 @@
 //
 //   opennsa-bench --preset bwd-bf16-n64 --json
 //   opennsa-bench --preset cattn-fwd-bf16-n64 --preset compress-bf16
+//   opennsa-bench --preset cinfer-bf16-b16 --preset cinfer-bf16-b1 --reps 21
 //   opennsa-bench --op backward --dtype bf16 --T 4096 --N1 16 --N2 1 --threads 2 --reps 5
 //   opennsa-bench --peak
 //   opennsa-bench --preset bwd-bf16-n64 --threads 2 --scaling   # 1 vs 2 threads, interleaved
 //   opennsa-bench --preset cattn-infer-bf16-b16 --preset cattn-infer-bf16-b1   # one decode step
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <thread>
@@ -45,6 +48,8 @@ using Clock = std::chrono::steady_clock;
 // over their C(T) compressed tokens in a paged cache of page size P (pages scattered at random).
 // "select-attention-infer": one decoding step (one query token per sequence) of B sequences of T
 // cached tokens in pages of P, bs and C being l' and k.
+// "compress-infer": one decoding step of aclnnNsaCompressWithCache, B sequences of T tokens on pages
+// of P, every one triggered (N2 heads of Dk).
 struct Workload {
     std::string name = "custom";
     std::string op = "backward";
@@ -63,6 +68,7 @@ bool is_compress_attention(const Workload& w) {
 bool is_cattn_infer(const Workload& w) { return w.op == "compress-attention-infer"; }
 bool is_sel_infer(const Workload& w) { return w.op == "select-attention-infer"; }
 bool is_decode(const Workload& w) { return is_cattn_infer(w) || is_sel_infer(w); }
+bool is_compress_infer(const Workload& w) { return w.op == "compress-infer"; }
 std::int64_t compressed_tokens(const Workload& w) { return w.T >= w.l ? (w.T - w.l) / w.d + 1 : 0; }
 
 struct Preset {
@@ -97,6 +103,9 @@ constexpr Preset kPresets[] = {
     {"sel-infer-bf16-b1", "select-attention-infer", DType::bf16, 131072, 64, 4, 1},
     {"cattn-infer-bf16-b16", "compress-attention-infer", DType::bf16, 32768, 64, 4, 16},
     {"cattn-infer-bf16-b1", "compress-attention-infer", DType::bf16, 131072, 64, 4, 1},
+    // One decoding step of the compression (l = 32, d = 16, D = 192: the K cache, P = 128).
+    {"cinfer-bf16-b16", "compress-infer", DType::bf16, 32768, 4, 4, 16},
+    {"cinfer-bf16-b1", "compress-infer", DType::bf16, 131072, 4, 4, 1},
 };
 
 
@@ -134,6 +143,13 @@ double compress_attention_infer_bytes(const Workload& w) {
     const double e = double(opennsa::dtype_size(w.dtype)), C = double(compressed_tokens(w));
     const double pages = double((compressed_tokens(w) + w.P - 1) / w.P);
     return double(w.B) * (C * double(w.N2) * double(w.Dk + w.Dv) * e + double(w.N1 * w.Dk) * e + pages * 4);
+}
+
+// A decoding step must read the l newest raw rows of each sequence and the weights, and write one
+// row per sequence (page-table and slot entries, a few bytes each, are not counted).
+double compress_infer_bytes(const Workload& w) {
+    const double e = double(opennsa::dtype_size(w.dtype)), row = double(w.N2) * double(w.Dk) * e;
+    return double(w.B) * (double(w.l) + 1) * row + double(w.l) * double(w.N2) * e;
 }
 
 // ---- peak ---------------------------------------------------------------------------------
@@ -588,12 +604,96 @@ Prepared prepare_decode(const Workload& w, std::mt19937_64& rng) {
     return p;
 }
 
+// One decoding step reads so little (0.8 MB at B = 16) that it would run from the caches if timed
+// alone. A timed run is `sets` steps, each on its own raw cache and compressed cache (the layers
+// of a model), together reading twice the last-level cache (at least 64 MiB, at most 1 GiB), so
+// every step finds its rows in DRAM, as a layer of a real model does; the step latency is the
+// run's time / sets.
+std::int64_t compress_infer_sets(const Workload& w) {
+    const double per_step = double(w.B) * double(w.l) * double(w.N2) * double(w.Dk) * double(opennsa::dtype_size(w.dtype));
+    double footprint = 64.0 * (1 << 20);
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    footprint = std::min(std::max(footprint, 2.0 * double(sysconf(_SC_LEVEL3_CACHE_SIZE))), double(1 << 30));
+#endif
+    return std::max<std::int64_t>(1, std::int64_t(std::ceil(footprint / per_step)));
+}
+
+// The raw caches of all sets share one arena (huge pages asked for, as a server's preallocated KV
+// cache pool has them): only the rows the windows read are stored, densely. Batch b's window lies
+// in page b of its set, and the view's page stride is l rows, so the P - l rows of a page that no
+// window reads overlap other pages' windows (the operator never reads them; inputs may overlap).
+// The block table points every other entry at page 0.
+Prepared prepare_compress_infer(const Workload& w, std::mt19937_64& rng) {
+    struct Arena {
+        unsigned char* data = nullptr;
+        explicit Arena(std::size_t bytes) {
+            const std::size_t huge = std::size_t{2} << 20;
+            data = static_cast<unsigned char*>(std::aligned_alloc(huge, (bytes + huge - 1) / huge * huge));
+            if (data == nullptr) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+            madvise(data, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+        }
+        ~Arena() { std::free(data); }
+        Arena(const Arena&) = delete;
+        Arena& operator=(const Arena&) = delete;
+    };
+    struct Sets {
+        std::unique_ptr<Arena> raw, caches;
+        std::vector<opennsa::CompressWithCacheArgs> args;
+        opennsa::CompressWithCacheParams params;
+    };
+    auto sets = std::make_shared<Sets>();
+    Prepared p;
+    const DType t = w.dtype;
+    const std::int64_t e = std::int64_t(opennsa::dtype_size(t)), row = w.N2 * w.Dk;
+    const std::int64_t L = w.T, page = (L - w.l) / w.P, first_row = (L - w.l) % w.P, cols = (L + w.P - 1) / w.P;
+    const std::int64_t count = compress_infer_sets(w), window = w.l * row;  // elements of one window
+    p.buffers.reserve(3);
+    auto& weight = p.buffers.emplace_back(t, w.l, w.N2, 1);
+    weight.fill(rng, 1.0 / double(w.l));
+    auto& table = p.buffers.emplace_back(DType::i32, w.B, cols, 1);
+    auto& slots = p.buffers.emplace_back(DType::i32, w.B, 1, 1);
+    auto* tab = reinterpret_cast<std::int32_t*>(table.bytes.data());
+    auto* slot = reinterpret_cast<std::int32_t*>(slots.bytes.data());
+    for (std::int64_t b = 0; b < w.B; ++b) {
+        tab[b * cols + page] = std::int32_t(b);
+        slot[b] = std::int32_t(b);
+    }
+    TensorView wv = weight.view, tv = table.view, sv = slots.view;
+    wv.rank = 2, tv.rank = 2, sv.rank = 1;
+    sets->params.block_size = w.l;
+    sets->params.stride = w.d;
+    sets->params.page_size = w.P;
+    sets->params.seq_lens.assign(std::size_t(w.B), L);
+    // The windows of every set, back to back, with room before the first (rows of its page ahead
+    // of the window) and after the last (rows behind it).
+    const std::int64_t dense = count * w.B * window, before = first_row * row, after = (w.P - first_row - w.l) * row;
+    sets->raw = std::make_unique<Arena>(std::size_t((before + dense + after) * e));
+    sets->caches = std::make_unique<Arena>(std::size_t(count * w.B * row * e));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    unsigned char* windows = sets->raw->data + before * e;
+    for (std::int64_t i = 0; i < dense; ++i) opennsa::detail::store_from_f32(windows + i * e, t, nd(rng));
+    std::memset(sets->caches->data, 0, std::size_t(count * w.B * row * e));
+    for (std::int64_t s = 0; s < count; ++s) {
+        unsigned char* base = windows + (s * w.B * window - before) * e;  // page 0, row 0 of this set
+        sets->args.push_back({TensorView::strided(base, t, {w.B, w.P, w.N2, w.Dk}, {window, row, w.Dk, 1}), wv, sv, tv,
+                              TensorView::contiguous(sets->caches->data + s * w.B * row * e, t, {w.B, w.N2, w.Dk})});
+    }
+    p.run = [sets] {
+        for (const auto& a : sets->args) opennsa::compress_with_cache(a, sets->params);
+    };
+    p.workspace = opennsa::compress_with_cache_workspace_bytes(sets->args.front(), sets->params);
+    return p;
+}
+
 // Times workload w at each thread count of `thread_counts`, reps interleaved (rep 1 at every count,
 // then rep 2, ...) so a noisy stretch of the machine hits every count alike; one warm-up each.
 std::vector<Result> run_workload(const Workload& w, const std::vector<int>& thread_counts, int reps, bool quiet) {
     std::mt19937_64 rng(12345);
     Prepared p = is_cattn_infer(w)          ? prepare_compress_attention_infer(w, rng)
                  : is_compress(w)           ? prepare_compress(w, rng)
+                 : is_compress_infer(w)     ? prepare_compress_infer(w, rng)
                  : is_compress_attention(w) ? prepare_compress_attention(w, thread_counts.back(), rng)
                  : is_sel_infer(w)          ? prepare_decode(w, rng)
                                             : prepare_select(w, thread_counts.back(), rng);
@@ -653,6 +753,7 @@ void usage() {
                  "     compress-attention-grad (bs and C are l' and k there; built-in causal rule),\n"
                  "     compress-attention-infer (one decode step of --B sequences of T tokens, page size --P)\n"
                  "     select-attention-infer (one decoding step: --B sequences of --T tokens, pages of --P)\n"
+                 "     compress-infer (one decoding step: B sequences of T tokens, pages of P, N2 heads of Dk)\n"
                  "--scaling times each workload at 1 thread and at --threads (reps interleaved) and prints the speed-up\n"
                  "shape flags change every preset named (e.g. --preset bwd-bf16-n64 --T 4096), else describe one workload\n"
                  "presets:");
@@ -768,11 +869,18 @@ int main(int argc, char** argv) {
     }
     bool any_compress = bandwidth;
     for (const Workload& w : work) {
-        if (!is_select(w) && !is_compress(w) && !is_compress_attention(w) && !is_decode(w)) {
+        if (!is_select(w) && !is_compress(w) && !is_compress_attention(w) && !is_decode(w) &&
+            !is_compress_infer(w)) {
             usage();
             return 2;
         }
-        any_compress = any_compress || is_compress(w) || is_decode(w);
+        if (is_compress_infer(w) &&
+            (w.T < w.l || (w.T - w.l) % w.d != 0 || w.B < 1 || w.P < 1 || (w.T - w.l) % w.P + w.l > w.P)) {
+            std::fprintf(stderr, "compress-infer: T = %lld must complete a window (T >= l, (T - l) %% d == 0) that lies "
+                         "in one page ((T - l) %% P + l <= P); B, P >= 1\n", (long long)w.T);
+            return 2;
+        }
+        any_compress = any_compress || is_compress(w) || is_decode(w) || is_compress_infer(w);
     }
     // The streaming bandwidth, measured in the same run as the memory-bound workloads it is
     // compared with (at 1 thread and at --threads).
@@ -848,6 +956,32 @@ int main(int argc, char** argv) {
                                 (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C, (long long)w.P,
                                 opennsa::dtype_name(w.dtype), n, r.median * 1e6, r.min * 1e6, r.bytes * 1e-6, gbs,
                                 ref > 0 ? 100 * gbs / ref : 0.0, ref, double(r.workspace) / 1024);
+                continue;
+            }
+            if (is_compress_infer(w)) {
+                // Latency of one step (a run is `sets` steps on distinct caches) and the bytes it
+                // must move per second against the streaming read bandwidth (the step reads l rows
+                // per sequence and writes one).
+                const double sets = double(compress_infer_sets(w)), step = r.median / sets;
+                const double gbs = compress_infer_bytes(w) / step * 1e-9;
+                const double ref = (n == 1 ? bw1 : bwn).read_gbs;
+                if (json)
+                    std::printf("{\"name\":\"%s\",\"op\":\"%s\",\"dtype\":\"%s\",\"shape\":{\"B\":%lld,\"L\":%lld,"
+                                "\"N\":%lld,\"D\":%lld,\"l\":%lld,\"d\":%lld,\"P\":%lld},\"threads\":%d,\"kernel\":\"%s\","
+                                "\"reps\":%d,\"steps_per_rep\":%.0f,\"step_us\":%.2f,\"step_us_min\":%.2f,\"bytes\":%.0f,"
+                                "\"gbs\":%.2f,\"read_bandwidth_gbs\":%.1f,\"fraction_of_bandwidth\":%.4f}\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B,
+                                (long long)w.T, (long long)w.N2, (long long)w.Dk, (long long)w.l, (long long)w.d,
+                                (long long)w.P, n, kernel ? kernel : "auto", reps, sets, step * 1e6,
+                                r.min / sets * 1e6, compress_infer_bytes(w), gbs, ref, ref > 0 ? gbs / ref : 0.0);
+                else
+                    std::printf("%-18s %-14s %-4s B=%lld L=%lld N=%lld D=%lld l=%lld d=%lld P=%lld threads=%d: "
+                                "step %.2f us (min %.2f; %.0f steps per rep), %.0f KB, %.1f GB/s, %.1f%% of %.1f GB/s "
+                                "read bandwidth\n",
+                                w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.B,
+                                (long long)w.T, (long long)w.N2, (long long)w.Dk, (long long)w.l, (long long)w.d,
+                                (long long)w.P, n, step * 1e6, r.min / sets * 1e6, sets,
+                                compress_infer_bytes(w) / 1e3, gbs, ref > 0 ? 100 * gbs / ref : 0.0, ref);
                 continue;
             }
             if (is_compress(w)) {

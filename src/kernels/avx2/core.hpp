@@ -299,6 +299,29 @@ NSA_AVX2 inline void store8(S* p, __m256 v) {
     }
 }
 
+// 8 elements at p, element stride es (es == 1 when kUnit), widened to fp32 (rows with an inner
+// stride other than 1 are read lane by lane).
+template <class S, bool kUnit>
+NSA_AVX2 inline __m256 load8_strided(const S* p, std::int64_t es) {
+    if constexpr (kUnit) {
+        (void)es;
+        return load8(p);
+    } else {
+        alignas(32) float v[kLanes];
+        for (int i = 0; i < kLanes; ++i) v[i] = load_acc(p + i * es);
+        return _mm256_load_ps(v);
+    }
+}
+
+// Rounds 8 lanes into p, element stride es.
+template <class S>
+NSA_AVX2 inline void store8_strided(S* p, std::int64_t es, __m256 v) {
+    if (es == 1) return store8(p, v);
+    alignas(32) float lanes[kLanes];
+    _mm256_store_ps(lanes, v);
+    for (int i = 0; i < kLanes; ++i) store_acc(p + i * es, lanes[i]);
+}
+
 // Row (i, j, :) of a 3-D view of storage S into n fp32 values (any stride; vector loads when
 // the row is contiguous).
 template <class S>

@@ -8,9 +8,6 @@
 // page it uses lengths that trigger some batches and not others, a shuffled block table, random
 // data and a random cache, and checks that exactly the triggered slots changed, to the float64
 // value (docs/spec/decoding.md). Sizes are within CANN's limits.
-//
-// NOT RUN YET: OpenNSA does not implement aclnnNsaCompressWithCache yet; the build compiles this
-// file only (tests/capi/cann_programs/CMakeLists.txt). The result check has never run.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

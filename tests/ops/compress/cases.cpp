@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "core/convert.hpp"
-#include "kernels/dispatch.hpp"
 
 namespace compress_test {
 
@@ -46,23 +45,9 @@ Strided Strided::make(DType dtype, std::vector<std::int64_t> shape, Layout layou
             case Layout::broadcast: st[0] = D, st[1] = 0, st[2] = 1; break;
         }
     }
-    std::int64_t lo = 0, hi = 0;
-    bool empty = false;
-    for (int d = 0; d < rank; ++d) {
-        if (shape[d] == 0) empty = true;
-        const std::int64_t reach = (shape[d] > 0 ? shape[d] - 1 : 0) * st[d];
-        (reach < 0 ? lo : hi) += reach;
-    }
-    if (empty) lo = hi = 0;
-    const std::int64_t elt = static_cast<std::int64_t>(opennsa::dtype_size(dtype)), guard = 16;
-    s.bytes.assign(static_cast<std::size_t>((hi - lo + 1 + 2 * guard) * elt), 0);
-    s.view.data = s.bytes.data() + (guard - lo) * elt;
-    s.view.dtype = dtype;
-    s.view.rank = rank;
-    for (int d = 0; d < rank; ++d) {
-        s.view.shape[d] = shape[d];
-        s.view.strides[d] = st[d];
-    }
+    nsa_test::HostTensor h = nsa_test::guarded_tensor(dtype, shape, {st, st + rank});
+    s.view = h.view;
+    s.bytes = std::move(h.bytes);  // the same heap buffer: view.data stays valid
     return s;
 }
 
@@ -246,16 +231,6 @@ cmp::reference::BackwardResult Tensors::reference_backward() const {
             return ::testing::AssertionFailure() << what << "[" << i << "] = " << got[i] << " but the reference has "
                                                  << ref[i];
     return ::testing::AssertionSuccess();
-}
-
-PathScope::PathScope(const char* kernel) { ::setenv("OPENNSA_KERNEL", kernel, 1); }
-PathScope::~PathScope() { ::unsetenv("OPENNSA_KERNEL"); }
-
-std::vector<const char*> kernel_paths() {
-    std::vector<const char*> paths;
-    if (opennsa::detail::cpu_has_avx2()) paths.push_back("avx2");
-    paths.push_back("portable");
-    return paths;
 }
 
 }  // namespace compress_test

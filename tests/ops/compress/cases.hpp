@@ -87,15 +87,7 @@ struct Tensors {
 ::testing::AssertionResult same_nan_pattern(const std::vector<double>& got, const std::vector<double>& ref,
                                             const char* what);
 
-// Sets OPENNSA_KERNEL for the scope (the paths a test iterates over).
-class PathScope {
-public:
-    explicit PathScope(const char* kernel);
-    ~PathScope();
-    PathScope(const PathScope&) = delete;
-    PathScope& operator=(const PathScope&) = delete;
-};
-// "avx2" (when the CPU has it) and "portable".
-std::vector<const char*> kernel_paths();
+using nsa_test::kernel_paths;
+using nsa_test::PathScope;
 
 }  // namespace compress_test

@@ -16,14 +16,7 @@ using nsa_test::close;
 
 namespace {
 
-double tol(DType t) {
-    switch (t) {
-        case DType::f16: return 1e-3;
-        case DType::bf16: return 8e-3;
-        case DType::f32: return 2e-5;
-        default: return 1e-12;
-    }
-}
+double tol(DType t) { return nsa_test::tol_compress(t); }
 
 // Forward and backward of one case on the current path, against the reference.
 void check_case(const Case& c) {
