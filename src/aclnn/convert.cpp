@@ -62,12 +62,19 @@ TensorView to_view(const aclTensor* t, const char* name) {
         v.strides[d] = t->strides[d];
     }
     check_storage(*t, name);
-    if (t->data != nullptr) {
+    bool empty = false;
+    for (std::size_t d = 0; d < rank; ++d) empty = empty || t->view_dims[d] == 0;
+    // An empty view reads nothing, so its offset may be anything (as its storage check allows):
+    // the pointer is kept as given rather than offset by an amount that may not fit in int64.
+    if (t->data != nullptr && empty) {
+        v.data = t->data;
+    } else if (t->data != nullptr) {
         std::int64_t bytes = 0;
         if (__builtin_mul_overflow(t->offset, static_cast<std::int64_t>(dtype_size(v.dtype)), &bytes))
             raise(ErrorCode::invalid_argument, name, ": offset ", t->offset, " overflows int64 bytes");
-        // Integer arithmetic, not pointer arithmetic: for an empty view the offset may point
-        // anywhere (nothing is read), and a pointer formed outside its object is undefined.
+        // Integer arithmetic, not pointer arithmetic: the storage check bounds the offset by the
+        // declared storage, not by the caller's allocation, and a pointer formed outside its object
+        // is undefined.
         v.data = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(t->data) + static_cast<std::uintptr_t>(bytes));
     }
     return v;
