@@ -16,7 +16,8 @@ namespace {
 // A host tensor seen through another view of its buffer (a BSND or rank-4 view of the same bytes).
 HostTensor seen_as(const HostTensor& h, const TensorView& v) {
     HostTensor x = h;
-    x.view = v;
+    x.view = v;  // v points into h's bytes: the same place in the copy (AclMirror reads the start from it)
+    x.view.data = x.bytes.data() + (static_cast<const unsigned char*>(v.data) - h.bytes.data());
     return x;
 }
 
@@ -34,12 +35,14 @@ struct AclInfer {
         h.bytes.resize(host.table.size() * 4);
         std::memcpy(h.bytes.data(), host.table.data(), h.bytes.size());
         h.view = host.tablev;
+        h.view.data = h.bytes.data();  // contiguous from the start of its own copy
         return h;
     }
     static HostTensor mask_tensor(const CattnInferTensors& host) {
         HostTensor h;
         h.bytes = host.mask_bytes;
         h.view = host.maskv;
+        h.view.data = h.bytes.data();
         return h;
     }
 
