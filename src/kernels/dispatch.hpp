@@ -2,6 +2,8 @@
 // variable OPENNSA_KERNEL=portable|avx2 (a path the CPU lacks is never chosen).
 #pragma once
 
+#include "opennsa/core.hpp"
+
 namespace opennsa::detail {
 
 enum class KernelPath { portable, avx2 };
@@ -17,5 +19,11 @@ bool use_zmm_gemm() noexcept;
 void set_zmm_gemm_for_testing(int mode) noexcept;
 KernelPath kernel_path() noexcept;
 const char* kernel_path_name(KernelPath path) noexcept;
+
+// Whether an operator's AVX2 passes serve a call of this dtype on this path: fp16 / bf16 / fp32
+// where the AVX2 path was picked; fp64 always runs the generic passes.
+inline bool avx2_serves(DType dtype, KernelPath path) noexcept {
+    return dtype != DType::f64 && path == KernelPath::avx2;
+}
 
 }  // namespace opennsa::detail

@@ -80,17 +80,13 @@ void backward_generic(const Problem& p, std::span<std::byte> workspace) {
     reduce_weight_grad<S>(p, plan, partials, threads);
 }
 
-#if defined(__x86_64__)
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-#endif
-
 }  // namespace
 
 std::size_t forward_workspace(const Problem&, KernelPath) { return 0; }
 
 void run_forward(const Problem& p, std::span<std::byte>, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_forward(p);
+    if (avx2_serves(p.dtype, path)) return avx2::run_forward(p);
 #endif
     (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { forward_generic<std::remove_pointer_t<decltype(tag)>>(p); });
@@ -108,7 +104,7 @@ std::size_t backward_workspace(const Problem& p, KernelPath) {
 
 void run_backward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_backward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_backward(p, workspace);
 #endif
     (void)path;
     with_storage_type(p.dtype,

@@ -200,16 +200,9 @@ void generic_backward(const Problem& p, std::span<std::byte> workspace) {
     with_storage_type(p.dtype, [&](auto* tag) { backward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
 
-#if defined(__x86_64__)
-namespace {
-// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-}  // namespace
-#endif
-
 std::size_t backward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::backward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::backward_workspace(p);
 #endif
     (void)path;
     return generic_backward_workspace(p);
@@ -217,7 +210,7 @@ std::size_t backward_workspace(const Problem& p, KernelPath path) {
 
 void run_backward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_backward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_backward(p, workspace);
 #endif
     (void)path;
     generic_backward(p, workspace);

@@ -156,16 +156,9 @@ void generic_forward(const Problem& p, std::span<std::byte> workspace) {
     with_storage_type(p.dtype, [&](auto* tag) { forward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
 }
 
-#if defined(__x86_64__)
-namespace {
-// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-}  // namespace
-#endif
-
 std::size_t forward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::forward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::forward_workspace(p);
 #endif
     (void)path;
     return generic_forward_workspace(p);
@@ -174,7 +167,7 @@ std::size_t forward_workspace(const Problem& p, KernelPath path) {
 void run_forward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
     write_padding_rows(p);
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_forward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_forward(p, workspace);
 #endif
     (void)path;
     generic_forward(p, workspace);

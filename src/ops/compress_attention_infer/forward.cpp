@@ -122,16 +122,9 @@ void generic_forward(const Problem& p) {
     with_storage_type(p.dtype, [&](auto* tag) { forward_impl<std::remove_pointer_t<decltype(tag)>>(p); });
 }
 
-#if defined(__x86_64__)
-namespace {
-// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-}  // namespace
-#endif
-
 std::size_t forward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::forward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::forward_workspace(p);
 #endif
     (void)p;
     (void)path;
@@ -140,7 +133,7 @@ std::size_t forward_workspace(const Problem& p, KernelPath path) {
 
 void run_forward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) {
+    if (avx2_serves(p.dtype, path)) {
         avx2::run_forward(p, workspace);
         return write_padding_rows(p);
     }

@@ -39,7 +39,7 @@ void run_generic(const Problem& p) {
 
 void run(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (p.dtype != DType::f64 && path == KernelPath::avx2) return avx2::run(p);
+    if (avx2_serves(p.dtype, path)) return avx2::run(p);
 #endif
     (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { run_generic<std::remove_pointer_t<decltype(tag)>>(p); });

@@ -177,16 +177,11 @@ std::size_t generic_backward_workspace(const Problem& p) {
     });
 }
 
-#if defined(__x86_64__)
-// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-#endif
-
 }  // namespace
 
 std::size_t backward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::backward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::backward_workspace(p);
 #endif
     (void)path;
     return generic_backward_workspace(p);
@@ -194,7 +189,7 @@ std::size_t backward_workspace(const Problem& p, KernelPath path) {
 
 void run_backward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_backward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_backward(p, workspace);
 #endif
     (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { backward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });

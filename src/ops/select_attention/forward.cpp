@@ -102,16 +102,11 @@ std::size_t generic_forward_workspace(const Problem& p) {
     });
 }
 
-#if defined(__x86_64__)
-// The AVX2 path serves fp16 / bf16 / fp32 where it was picked; fp64 stays generic.
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-#endif
-
 }  // namespace
 
 std::size_t forward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::forward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::forward_workspace(p);
 #endif
     (void)path;
     return generic_forward_workspace(p);
@@ -119,7 +114,7 @@ std::size_t forward_workspace(const Problem& p, KernelPath path) {
 
 void run_forward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_forward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_forward(p, workspace);
 #endif
     (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { forward_impl<std::remove_pointer_t<decltype(tag)>>(p, workspace); });

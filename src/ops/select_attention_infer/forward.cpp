@@ -143,15 +143,11 @@ std::size_t generic_workspace(const Problem& p) {
     });
 }
 
-#if defined(__x86_64__)
-bool use_avx2(const Problem& p, KernelPath path) { return p.dtype != DType::f64 && path == KernelPath::avx2; }
-#endif
-
 }  // namespace
 
 std::size_t forward_workspace(const Problem& p, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::forward_workspace(p);
+    if (avx2_serves(p.dtype, path)) return avx2::forward_workspace(p);
 #endif
     (void)path;
     return generic_workspace(p);
@@ -159,7 +155,7 @@ std::size_t forward_workspace(const Problem& p, KernelPath path) {
 
 void run_forward(const Problem& p, std::span<std::byte> workspace, KernelPath path) {
 #if defined(__x86_64__)
-    if (use_avx2(p, path)) return avx2::run_forward(p, workspace);
+    if (avx2_serves(p.dtype, path)) return avx2::run_forward(p, workspace);
 #endif
     (void)path;
     with_storage_type(p.dtype, [&](auto* tag) { generic_forward<std::remove_pointer_t<decltype(tag)>>(p, workspace); });
