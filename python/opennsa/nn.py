@@ -17,10 +17,15 @@ from torch import nn
 
 from ._compress import npu_nsa_compress
 from ._compress_attention import npu_nsa_compress_attention
+from ._compress_attention_infer import npu_nsa_compress_attention_infer
+from ._compress_with_cache import npu_nsa_compress_infer
+from ._kv_cache import PagedKVCache
+from ._select_attention_infer import npu_nsa_select_attention_infer
 from ._sliding_window import _cumulative, sliding_window_attention
 from . import npu_nsa_select_attention
 
-__all__ = ["NativeSparseAttention", "compressed_seq_ends", "forced_block_mask"]
+__all__ = ["NativeSparseAttention", "PagedKVCache", "compressed_seq_ends", "decoding_rule_topk", "forced_block_mask",
+           "selection_block_counts"]
 
 BRANCHES = ("compressed", "selected", "window")
 
@@ -38,21 +43,65 @@ def compressed_seq_ends(seq_ends: Sequence[int], compress_block_size: int, compr
     return ends
 
 
-def forced_block_mask(rows: int, blocks: int, select_block_size: int, local_blocks: int,
-                      first_block: bool = True) -> torch.Tensor:
-    """topk_mask [rows, blocks] bool (top-left per batch): query position i forces block 0 and its
-    `local_blocks` latest blocks floor(i / l') - r, r < local_blocks (those that exist)."""
+def selection_block_counts(positions: torch.Tensor, compress_block_size: int, compress_stride: int,
+                           select_block_size: int) -> torch.Tensor:
+    """NS(i) per query position i (batch-relative; < 0 for a padding row): the selection blocks that
+    intersect the span of the compressed tokens i sees, the count the decoding compress attention
+    ranks, ceil(((C_i - 1)*d + l) / l') with C_i = (i + 1 - l) // d + 1 visible compressed tokens,
+    and 0 while C_i = 0."""
+    l, d, sel = compress_block_size, compress_stride, select_block_size
+    visible = torch.where(positions + 1 >= l, torch.div(positions + 1 - l, d, rounding_mode="floor") + 1, 0)
+    return torch.where(visible > 0, torch.div((visible - 1) * d + l + sel - 1, sel, rounding_mode="floor"), 0)
+
+
+def forced_block_mask(rows: int, blocks: int, compress_block_size: int, compress_stride: int,
+                      select_block_size: int, local_blocks: int = 2) -> torch.Tensor:
+    """topk_mask [rows, blocks] bool (top-left per batch) of the decoding rule: query position i
+    forces block 0 and the last `local_blocks` blocks of its compressed span, NS(i) - 1 - r for
+    r < local_blocks (those >= 0; NS from selection_block_counts). Columns past `blocks` are left out."""
     mask = torch.zeros(rows, blocks, dtype=torch.bool)
     if blocks == 0 or rows == 0:
         return mask
-    own = torch.arange(rows) // select_block_size
+    mask[:, 0] = True
+    counts = selection_block_counts(torch.arange(rows), compress_block_size, compress_stride, select_block_size)
     for r in range(local_blocks):
-        block = own - r
+        block = counts - 1 - r
         keep = (block >= 0) & (block < blocks)
         mask[torch.arange(rows)[keep], block[keep]] = True
-    if first_block:
-        mask[:, 0] = True
     return mask
+
+
+def decoding_rule_topk(topk: torch.Tensor, counts: torch.Tensor, local_blocks: int) -> torch.Tensor:
+    """The training compress attention's top-k [T, N2, k] (ranked over the batch's ceil(C_b / m)
+    blocks, forced_block_mask passed) turned into the decoding operator's at every position: the
+    forced blocks {0} and NS - 1 - r (r < local_blocks) that exist, ascending, then the ranked blocks
+    below NS(i) in their order, then -1. Ranked blocks at or past NS(i) score 0 (no compressed token
+    i sees maps onto them) and sort after every block below NS(i), so dropping them keeps the
+    ranking; the one forced block that can lie past the batch's ceil(C_b / m) (NS - 1 at a batch's
+    end) is restored by listing the forced set explicitly. See docs/spec/layer.md."""
+    rows, heads, k = topk.shape
+    ns = counts.view(rows, 1, 1)
+    forced = torch.cat([torch.zeros(rows, 1, dtype=torch.long),
+                        counts.view(rows, 1) - torch.arange(local_blocks, 0, -1).view(1, -1)], dim=1)
+    forced_ok = (forced < counts.view(rows, 1)) & (forced >= 0)
+    forced_ok[:, 1:] &= forced[:, 1:] > 0                      # block 0 listed once
+    ranked = topk.long()
+    ranked_ok = (ranked > 0) & (ranked < ns - local_blocks)
+    blocks = torch.cat([forced.view(rows, 1, -1).expand(rows, heads, -1), ranked], dim=2)
+    ok = torch.cat([forced_ok.view(rows, 1, -1).expand(rows, heads, -1), ranked_ok], dim=2)
+    order = torch.argsort((~ok).to(torch.int8), dim=2, stable=True)[..., :k]
+    kept = blocks.gather(2, order)
+    return torch.where(ok.gather(2, order), kept, -1).to(torch.int32)
+
+
+def batch_positions(seq_ends: Sequence[int], rows: int) -> torch.Tensor:
+    """Each row's position in its batch; -1 for the padding rows past the last end."""
+    positions = torch.full((rows,), -1, dtype=torch.long)
+    begin = 0
+    for end in seq_ends:
+        positions[begin:end] = torch.arange(end - begin)
+        begin = end
+    return positions
 
 
 class NativeSparseAttention(nn.Module):
@@ -154,22 +203,31 @@ class NativeSparseAttention(nn.Module):
         longest = max(e - s for s, e in zip(starts, seq_ends))
         m = self.select_block_size // self.compress_stride
         most_compressed = max(e - s for s, e in zip([0] + list(cmp_ends[:-1]), cmp_ends))
-        return forced_block_mask(longest, -(-most_compressed // m), self.select_block_size,
-                                 self.forced_local_blocks)
+        return forced_block_mask(longest, -(-most_compressed // m), self.compress_block_size, self.compress_stride,
+                                 self.select_block_size, self.forced_local_blocks)
 
     def branches(self, q, k, v, seq_ends: Sequence[int]):
         """{branch name: output [T, N1, Dv]} for the branches in use, and the selected blocks
         topk [T, N2, k] (None without the compressed and selected branches)."""
+        out, topk, _ = self._branches(q, k, v, seq_ends)
+        return out, topk
+
+    def _branches(self, q, k, v, seq_ends: Sequence[int]):
+        """branches(), plus the compressed keys and values (None when not computed), which
+        prefill() stores in the cache."""
         l, d = self.compress_block_size, self.compress_stride
-        out, topk = {}, None
+        out, topk, compressed = {}, None, None
         if "compressed" in self.branches_used or "selected" in self.branches_used:
             cmp_ends = compressed_seq_ends(seq_ends, l, d)
             k_cmp = npu_nsa_compress(k, self.compress_key, l, d, actual_seq_len=seq_ends)
             v_cmp = npu_nsa_compress(v, self.compress_value, l, d, actual_seq_len=seq_ends)
-            o_cmp, topk, _, _ = npu_nsa_compress_attention(
+            compressed = (k_cmp, v_cmp)
+            o_cmp, ranked, _, _ = npu_nsa_compress_attention(
                 q, k_cmp, v_cmp, self.scale, self.num_heads, l, d, self.select_block_size,
                 self.select_block_count, topk_mask=self.topk_mask(seq_ends, cmp_ends), actual_seq_qlen=seq_ends,
                 actual_cmp_seq_kvlen=cmp_ends, sparse_mode=2)
+            counts = selection_block_counts(batch_positions(seq_ends, q.shape[0]), l, d, self.select_block_size)
+            topk = decoding_rule_topk(ranked, counts, self.forced_local_blocks)
             if "compressed" in self.branches_used:
                 out["compressed"] = o_cmp
         if "selected" in self.branches_used:
@@ -179,7 +237,7 @@ class NativeSparseAttention(nn.Module):
         if "window" in self.branches_used:
             out["window"] = sliding_window_attention(q, k, v, self.scale, self.num_heads, self.window_size,
                                                      actual_seq_qlen=seq_ends, actual_seq_kvlen=seq_ends)
-        return out, topk
+        return out, topk, compressed
 
     def forward(self, x: torch.Tensor, cu_seqlens=None) -> torch.Tensor:
         """x [T, hidden_size] -> [T, hidden_size]. cu_seqlens: cumulative batch ends (list, tuple
@@ -187,7 +245,116 @@ class NativeSparseAttention(nn.Module):
         seq_ends = self.seq_ends(x, cu_seqlens)
         q, k, v, gates = self.project(x)
         outputs, _ = self.branches(q, k, v, seq_ends)
-        return self.o_proj(gated_sum(outputs, gates).reshape(x.shape[0], self.num_heads * self.value_head_dim))
+        return self.output(outputs, gates)
+
+    def output(self, outputs, gates: torch.Tensor) -> torch.Tensor:
+        """The gated sum of the branch outputs and o_proj: [rows, hidden_size]."""
+        rows = gates.shape[0]
+        return self.o_proj(gated_sum(outputs, gates).reshape(rows, self.num_heads * self.value_head_dim))
+
+    # Decoding -----------------------------------------------------------------------------------
+
+    def cache_config(self):
+        """What a PagedKVCache depends on (a cache serves only layers that agree on it)."""
+        return dict(num_kv_heads=self.num_kv_heads, head_dim=self.head_dim, value_head_dim=self.value_head_dim,
+                    compress_block_size=self.compress_block_size, compress_stride=self.compress_stride)
+
+    def new_cache(self, batch_size: int, max_seq_len: int, **options) -> "PagedKVCache":
+        """PagedKVCache(self, batch_size, max_seq_len, **options) (page sizes, pool sizes)."""
+        return PagedKVCache(self, batch_size, max_seq_len, **options)
+
+    @torch.no_grad()
+    def prefill(self, x: torch.Tensor, cache: "PagedKVCache", cu_seqlens=None) -> torch.Tensor:
+        """forward(x, cu_seqlens) (the training path), which also starts the cache's sequences:
+        batch b of cu_seqlens becomes sequence b (cu_seqlens needs cache.batch_size entries; an
+        empty batch leaves its sequence as it is). Each non-empty batch's sequence must be empty
+        (new, or release()d). Stores the raw K / V rows and the compressed ones."""
+        seq_ends = self.seq_ends(x, cu_seqlens)
+        self._check_cache(cache, x.dtype)
+        if len(seq_ends) != cache.batch_size:
+            raise ValueError(f"NativeSparseAttention.prefill: cu_seqlens has {len(seq_ends)} batches; the cache "
+                             f"holds {cache.batch_size} sequences")
+        begins = [0] + list(seq_ends[:-1])
+        for b, (begin, end) in enumerate(zip(begins, seq_ends)):
+            if end > begin and cache.lengths[b]:
+                raise ValueError(f"NativeSparseAttention.prefill: sequence {b} already holds {cache.lengths[b]} "
+                                 f"tokens; prefill starts sequences (step() extends them, release() empties them)")
+            if end - begin > cache.max_seq_len:
+                raise ValueError(f"NativeSparseAttention.prefill: batch {b} has {end - begin} tokens; the cache's "
+                                 f"max_seq_len is {cache.max_seq_len}")
+        q, k, v, gates = self.project(x)
+        outputs, _, compressed = self._branches(q, k, v, seq_ends)
+        cmp_ends = compressed_seq_ends(seq_ends, self.compress_block_size, self.compress_stride)
+        cmp_begins = [0] + cmp_ends[:-1]
+        for b, (begin, end) in enumerate(zip(begins, seq_ends)):
+            if end == begin:
+                continue
+            cache.append(b, k[begin:end], v[begin:end])
+            if compressed is not None and cmp_ends[b] > cmp_begins[b]:
+                rows = slice(cmp_begins[b], cmp_ends[b])
+                cache.append_compressed(b, compressed[0][rows], compressed[1][rows])
+        return self.output(outputs, gates)
+
+    def step(self, x: torch.Tensor, cache: "PagedKVCache") -> torch.Tensor:
+        """One decoding step: x [B, hidden_size] holds the next token of each of the cache's B
+        sequences; appends their K / V to the cache, compresses every window that completes
+        (npu_nsa_compress_infer), and returns the layer's output [B, hidden_size] for them:
+        compressed attention and top-k over the compressed cache (npu_nsa_compress_attention_infer),
+        selected attention over the raw cache (npu_nsa_select_attention_infer), the window as the
+        same operator over w one-key blocks. Equals forward() on the whole sequences at these
+        positions (the training path ranks with the decoding rule, docs/spec/layer.md)."""
+        return self.step_with_topk(x, cache)[0]
+
+    @torch.no_grad()
+    def step_with_topk(self, x: torch.Tensor, cache: "PagedKVCache"):
+        """step(), and the blocks the selected branch used: topk [B, N2, k] int32 (None without the
+        compressed and selected branches)."""
+        self._check_cache(cache, x.dtype)
+        if x.dim() != 2 or x.shape != (cache.batch_size, self.hidden_size):
+            raise ValueError(f"NativeSparseAttention.step: x has shape {tuple(x.shape)}; expected "
+                             f"[{cache.batch_size}, {self.hidden_size}] (one token per cached sequence)")
+        ranks = "compressed" in self.branches_used or "selected" in self.branches_used
+        if ranks and self.forced_local_blocks != 2:
+            raise ValueError(f"NativeSparseAttention.step: forced_local_blocks = {self.forced_local_blocks}; the "
+                             f"decoding compress attention always forces the first and the last two blocks, so "
+                             f"decoding needs forced_local_blocks = 2")
+        q, k, v, gates = self.project(x)
+        slots = cache.append_step(k, v)
+        lengths = cache.lengths
+        n1, n2, l, d = self.num_heads, self.num_kv_heads, self.compress_block_size, self.compress_stride
+        out, topk = {}, None
+        if ranks:
+            flat = lambda pages: pages.view(-1, n2, pages.shape[-1])
+            npu_nsa_compress_infer(cache.key, self.compress_key, slots, l, d, cache.page_size,
+                                   block_table=cache.block_table, actual_seq_len=lengths,
+                                   cache=flat(cache.compressed_key))
+            npu_nsa_compress_infer(cache.value, self.compress_value, slots, l, d, cache.page_size,
+                                   block_table=cache.block_table, actual_seq_len=lengths,
+                                   cache=flat(cache.compressed_value))
+            o_cmp, topk = npu_nsa_compress_attention_infer(
+                q, cache.compressed_key, cache.compressed_value, self.scale, n1, n2, self.select_block_size,
+                self.select_block_count, cache.compressed_page_size, l, d, layout="TND",
+                block_table=cache.compressed_block_table, actual_cmp_seq_kvlen=cache.compressed_lengths)
+            if "compressed" in self.branches_used:
+                out["compressed"] = o_cmp
+        if "selected" in self.branches_used:
+            out["selected"] = npu_nsa_select_attention_infer(
+                q, cache.key, cache.value, topk, self.scale, n1, n2, self.select_block_size,
+                self.select_block_count, cache.page_size, layout="TND", block_table=cache.block_table,
+                actual_seq_kvlen=lengths)
+        if "window" in self.branches_used:
+            out["window"] = npu_nsa_select_attention_infer(
+                q, cache.key, cache.value, cache.window_blocks(self.window_size, n2), self.scale, n1, n2, 1,
+                self.window_size, cache.page_size, layout="TND", block_table=cache.block_table,
+                actual_seq_kvlen=lengths)
+        return self.output(out, gates), topk
+
+    def _check_cache(self, cache, dtype):
+        if not isinstance(cache, PagedKVCache):
+            raise ValueError(f"NativeSparseAttention: cache must be a PagedKVCache, got {type(cache).__name__}")
+        cache.check_layer(self)
+        if dtype != cache.dtype:
+            raise ValueError(f"NativeSparseAttention: x is {dtype}; the cache holds {cache.dtype}")
 
 
 def gated_sum(outputs, gates: torch.Tensor) -> torch.Tensor:

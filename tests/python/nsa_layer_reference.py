@@ -38,10 +38,26 @@ def block_weights(m, n, count, blocks):
     return idx.clamp(0, max(count - 1, 0)), w * inside
 
 
-def compressed_attention_topk(q, k_cmp, v_cmp, scale, l, d, sel_size, sel_count, topk_mask, seq_ends, cmp_ends):
-    """The compressed branch (NSA causal rule j*d + l - 1 <= i) and its top-k: forced blocks first
-    (ascending), then descending importance, ties in ascending block index; -1 past the batch's
-    blocks. Returns (o_cmp [T, N1, Dv], topk [T, N2, k] int32)."""
+def decoding_rule(s, l, d, sel_size, local_blocks, blocks):
+    """Per position i < s of a batch, the decoding compress attention's selection rule: the blocks
+    J < NS(i) that intersect the span [0, (C_i - 1)*d + l) of the C_i = (i + 1 - l) // d + 1
+    compressed tokens i sees (none while C_i = 0), of which block 0 and the last local_blocks are
+    forced. Returns (rankable [s, blocks], forced [s, blocks]) bool."""
+    i = torch.arange(s).view(s, 1)
+    seen = torch.where(i + 1 >= l, (i + 1 - l) // d + 1, torch.zeros_like(i))
+    span_end = (seen - 1) * d + l                                          # raw positions covered
+    j = torch.arange(blocks).view(1, blocks)
+    rankable = (seen > 0) & (j * sel_size < span_end)
+    last = (span_end - 1) // sel_size                                      # NS(i) - 1
+    forced = rankable & ((j == 0) | (last - j < local_blocks))
+    return rankable, forced
+
+
+def compressed_attention_topk(q, k_cmp, v_cmp, scale, l, d, sel_size, sel_count, local_blocks, seq_ends, cmp_ends):
+    """The compressed branch (NSA causal rule j*d + l - 1 <= i) and its top-k by the decoding
+    rule at every position (decoding_rule): forced blocks first (ascending), then descending
+    importance, ties in ascending block index; -1 past the row's rankable blocks. Returns
+    (o_cmp [T, N1, Dv], topk [T, N2, k] int32)."""
     t, n1, _ = q.shape
     n2, dv = v_cmp.shape[1], v_cmp.shape[2]
     g, m, n = n1 // n2, sel_size // d, l // d
@@ -50,9 +66,8 @@ def compressed_attention_topk(q, k_cmp, v_cmp, scale, l, d, sel_size, sel_count,
     topk = torch.full((t, n2, sel_count), -1, dtype=torch.int32)
     for (q0, q1), (c0, c1) in zip(batch_ranges(seq_ends), batch_ranges(cmp_ends)):
         s, c = q1 - q0, c1 - c0
-        if s == 0:
+        if s == 0 or c == 0:
             continue
-        blocks = -(-c // m)
         visible = torch.arange(c).view(1, c) * d + l - 1 <= torch.arange(s).view(s, 1)   # [S, C]
         kk = k_cmp[c0:c1].repeat_interleave(g, dim=1)
         vv = v_cmp[c0:c1].repeat_interleave(g, dim=1)
@@ -60,16 +75,18 @@ def compressed_attention_topk(q, k_cmp, v_cmp, scale, l, d, sel_size, sel_count,
         seen = visible.any(dim=1).view(1, s, 1)
         probs = torch.softmax(scores.masked_fill(~visible, float("-inf")).masked_fill(~seen, 0.0), dim=-1) * visible
         out[q0:q1] = torch.einsum("hij,jhd->ihd", probs, vv)
-        if blocks == 0:
-            order = torch.arange(0).view(1, 1, 0).expand(n2, s, 0)
-        else:
-            grouped = probs.detach().view(n2, g, s, c).sum(dim=1)                      # [N2, S, C]
-            idx, w = block_weights(m, n, c, blocks)
-            importance = (grouped[..., idx] * w).sum(-1)                                 # [N2, S, blocks]
-            importance = importance.masked_fill(topk_mask[:s, :blocks].unsqueeze(0), float("inf"))
-            order = torch.sort(importance, dim=-1, descending=True, stable=True).indices
+        blocks = -(-((c - 1) * d + l) // sel_size)
+        rankable, forced = decoding_rule(s, l, d, sel_size, local_blocks, blocks)
+        grouped = probs.detach().view(n2, g, s, c).sum(dim=1)                          # [N2, S, C]
+        idx, w = block_weights(m, n, c, blocks)
+        importance = (grouped[..., idx] * w).sum(-1)                                     # [N2, S, blocks]
+        importance = importance.masked_fill(forced.unsqueeze(0), float("inf"))
+        importance = importance.masked_fill(~rankable.unsqueeze(0), float("-inf"))
+        order = torch.sort(importance, dim=-1, descending=True, stable=True).indices
         kept = min(blocks, sel_count)
-        topk[q0:q1, :, :kept] = order[..., :kept].transpose(0, 1).to(torch.int32)
+        ranked = order[..., :kept].transpose(0, 1).to(torch.int32)                       # [S, N2, kept]
+        count = rankable.sum(dim=1).view(s, 1, 1)
+        topk[q0:q1, :, :kept] = torch.where(torch.arange(kept).view(1, 1, -1) < count, ranked, -1)
     return out, topk
 
 
@@ -113,13 +130,9 @@ def nsa_layer(layer, x, seq_ends, *, topk=None, return_topk=False):
         begin = end
     k_cmp = compress(k, layer.compress_key, l, d, seq_ends)
     v_cmp = compress(v, layer.compress_value, l, d, seq_ends)
-    longest = max(e - b for b, e in batch_ranges(seq_ends))
-    blocks = -(-max(e - b for b, e in batch_ranges(cmp_ends)) // (layer.select_block_size // d))
-    own = torch.arange(longest).view(-1, 1) // layer.select_block_size
-    j = torch.arange(blocks).view(1, -1)
-    topk_mask = (j == 0) | ((own - j >= 0) & (own - j < layer.forced_local_blocks))
     o_cmp, own_topk = compressed_attention_topk(q, k_cmp, v_cmp, layer.scale, l, d, layer.select_block_size,
-                                                layer.select_block_count, topk_mask, seq_ends, cmp_ends)
+                                                layer.select_block_count, layer.forced_local_blocks, seq_ends,
+                                                cmp_ends)
     topk = own_topk if topk is None else topk
     o_slc = select_attention(q, k, v, topk, layer.scale, layer.select_block_size, actual_seq_qlen=seq_ends,
                              actual_seq_kvlen=seq_ends, causal=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import opennsa
-from opennsa.nn import NativeSparseAttention, forced_block_mask
+from opennsa.nn import NativeSparseAttention, decoding_rule_topk, forced_block_mask, selection_block_counts
 from nsa_layer_reference import nsa_layer
 
 
@@ -176,13 +176,26 @@ def test_bitwise_identical_for_1_2_3_threads():
 
 
 def test_forced_block_mask():
-    mask = forced_block_mask(rows=10, blocks=4, select_block_size=3, local_blocks=2)
-    want = torch.zeros(10, 4, dtype=torch.bool)
-    for i in range(10):
-        for j in (0, i // 3, i // 3 - 1):
-            if 0 <= j < 4:
+    # l = 4, d = 2, l' = 4: position i sees C_i = (i - 3) // 2 + 1 compressed tokens (from i = 3),
+    # whose span [0, 2 C_i + 2) meets NS(i) = ceil((2 C_i + 2) / 4) selection blocks.
+    counts = selection_block_counts(torch.arange(12), 4, 2, 4)
+    assert counts.tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3]
+    mask = forced_block_mask(rows=12, blocks=3, compress_block_size=4, compress_stride=2, select_block_size=4,
+                             local_blocks=2)
+    want = torch.zeros(12, 3, dtype=torch.bool)
+    for i, ns in enumerate(counts.tolist()):
+        for j in (0, ns - 1, ns - 2):
+            if 0 <= j < 3:
                 want[i, j] = True
     assert torch.equal(mask, want)
+
+
+def test_decoding_rule_topk_lists_forced_then_ranked_below_ns():
+    # Rows with NS = 5, 4 (its last forced block 3 beyond a training ranking of blocks 0..2), 2, 0.
+    ranked = torch.tensor([[[0, 3, 4, 1, 2]], [[0, 2, 1, -1, -1]], [[0, 1, 2, 3, -1]], [[0, 1, 2, 3, 4]]],
+                          dtype=torch.int32)
+    got = decoding_rule_topk(ranked, torch.tensor([5, 4, 2, 0]), local_blocks=2)
+    assert got.tolist() == [[[0, 3, 4, 1, 2]], [[0, 2, 3, 1, -1]], [[0, 1, -1, -1, -1]], [[-1] * 5]]
 
 
 BAD_CONFIGS = [
