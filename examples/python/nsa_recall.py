@@ -13,7 +13,9 @@ The batch is one [T, hidden] tensor of `batch` sequences with cumulative lengths
     python examples/python/nsa_recall.py --steps 3 --smoke    # seconds (what pytest runs)
 
 Prints one progress line per `--log-every` steps and writes a PNG of loss and accuracy per model
-(needs matplotlib; --plot '' skips it) and the curves as JSON.
+(needs matplotlib; --plot '' skips it) and the curves as JSON. After training, each model answers
+fresh sequences from its paged KV caches (layer.prefill on the context, then one layer.step per
+query token) and the answers are checked against forward() on the whole sequences.
 """
 
 import argparse
@@ -82,6 +84,21 @@ class RecallModel(nn.Module):
             h = h + blk["mlp"](blk["norm2"](h))
         return self.head(self.norm(h))
 
+    def new_caches(self, sequences, max_len):
+        """One PagedKVCache per layer."""
+        return [blk["attn"].new_cache(sequences, max_len) for blk in self.blocks]
+
+    @torch.no_grad()
+    def decode(self, a, b, caches, cu_seqlens=None):
+        """With cu_seqlens: the prefill of the caches' sequences (rows as in forward). Without: one
+        decoding step, a and b [sequences] holding each sequence's next token."""
+        h = self.embed_a(a) + self.embed_b(b)
+        for blk, cache in zip(self.blocks, caches):
+            x = blk["norm1"](h)
+            h = h + (blk["attn"].step(x, cache) if cu_seqlens is None else blk["attn"].prefill(x, cache, cu_seqlens))
+            h = h + blk["mlp"](blk["norm2"](h))
+        return self.head(self.norm(h))
+
 
 def train(name, branches, args, task):
     torch.manual_seed(args.seed)
@@ -130,6 +147,28 @@ def evaluate(model, task, args):
     logits = model(a, b, [task.seq_len * (i + 1) for i in range(count)])
     asked = targets >= 0
     return float((logits[asked].argmax(-1) == targets[asked]).float().mean())
+
+
+@torch.no_grad()
+def generate(model, task, args):
+    """Answers fresh sequences' queries from the paged caches: the prefill holds everything before
+    the queries, then one decoding step per query token. Returns (accuracy, how many answers equal
+    forward's on the whole sequences, answers, milliseconds per step)."""
+    gen = torch.Generator().manual_seed(args.seed + 999)
+    count, s, prefix = args.batch, task.seq_len, task.seq_len - task.queries
+    a, b, targets = task.batch(count, gen)
+    a, b, targets = a.view(count, s), b.view(count, s), targets.view(count, s)
+    forward_answers = model(a.flatten(), b.flatten(), [s * (i + 1) for i in range(count)]).argmax(-1).view(count, s)
+    caches = model.new_caches(count, s)
+    model.decode(a[:, :prefix].flatten(), b[:, :prefix].flatten(), caches, [prefix * (i + 1) for i in range(count)])
+    hits = same = 0
+    start = time.perf_counter()
+    for position in range(prefix, s):
+        answer = model.decode(a[:, position], b[:, position], caches).argmax(-1)
+        hits += int((answer == targets[:, position]).sum())
+        same += int((answer == forward_answers[:, position]).sum())
+    step_ms = (time.perf_counter() - start) * 1e3 / task.queries
+    return hits / (count * task.queries), same, count * task.queries, step_ms
 
 
 def plot(curves, path, title):
@@ -189,12 +228,17 @@ def main(argv=None):
     opennsa.set_num_threads(args.threads)
     task = RecallTask(args.keys, args.values, args.noise, args.seq_len, args.pairs, args.queries, args.window)
     branch_sets = {"nsa": ("compressed", "selected", "window"), "window-only": ("window",)}
-    curves, results, start = {}, {}, time.time()
+    curves, results, decoded, start = {}, {}, {}, time.time()
     for name in args.models.split(","):
         model, curves[name] = train(name, branch_sets[name], args, task)
         results[name] = evaluate(model, task, args)
         print(f"[{name}] held-out accuracy {results[name]:.3f} on {8 * args.batch * args.queries} queries (chance "
               f"{1 / args.values:.3f})", flush=True)
+        accuracy, same, asked, step_ms = generate(model, task, args)
+        decoded[name] = dict(accuracy=accuracy, same_as_forward=same, queries=asked, step_ms=step_ms)
+        print(f"[{name}] decoding from the cache: {asked} queries of {args.batch} sequences answered one step at a "
+              f"time after a prefill: accuracy {accuracy:.3f}, {same}/{asked} answers as forward's, "
+              f"{step_ms:.1f} ms per step", flush=True)
     wall = time.time() - start
     print(f"total {wall:.0f} s; " + ", ".join(f"{n}: {a:.3f}" for n, a in results.items()), flush=True)
     title = (f"associative recall, {args.seq_len}-token sequences, memory > {args.window} tokens (the window) "
@@ -204,8 +248,9 @@ def main(argv=None):
         print(f"wrote {args.plot}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "curves": curves, "held_out_accuracy": results, "wall_s": wall}, f)
-    return results
+            json.dump({"args": vars(args), "curves": curves, "held_out_accuracy": results, "decoding": decoded,
+                       "wall_s": wall}, f)
+    return results, decoded
 
 
 if __name__ == "__main__":

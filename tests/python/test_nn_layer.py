@@ -302,14 +302,17 @@ def test_distributed_data_parallel_step():
 
 
 def test_recall_example_smoke():
-    """examples/python/nsa_recall.py at tiny sizes: both models train a few steps and evaluate."""
+    """examples/python/nsa_recall.py at tiny sizes: both models train a few steps, evaluate, and
+    decode the queries from the cache with forward's answers."""
     import importlib.util
     path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "python", "nsa_recall.py")
     spec = importlib.util.spec_from_file_location("nsa_recall", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     try:
-        results = example.main(["--smoke", "--steps", "3", "--plot", "", "--threads", "1"])
+        results, decoded = example.main(["--smoke", "--steps", "3", "--plot", "", "--threads", "1"])
     finally:
         opennsa.set_num_threads(0)
     assert set(results) == {"nsa", "window-only"} and all(0.0 <= a <= 1.0 for a in results.values())
+    for name, run in decoded.items():
+        assert run["queries"] == 8 and run["same_as_forward"] == run["queries"], (name, run)
