@@ -16,7 +16,8 @@ def compressed_count(length: int, compress_block_size: int, compress_stride: int
 
 class _PagePool:
     """Pages [num_pages, page_size, heads, dim] for keys and for values, one block table
-    [batch, columns] int32 (-1: no page), and the free list."""
+    [batch, columns] int32 (-1: no page), the free list, and each sequence's pages as a Python
+    list (a sequence holds columns 0 .. len - 1), so that a step's bookkeeping is plain Python."""
 
     def __init__(self, what: str, batch: int, columns: int, num_pages: int, page_size: int, heads: int,
                  key_dim: int, value_dim: int, dtype, device):
@@ -24,7 +25,12 @@ class _PagePool:
         self.key = torch.zeros(num_pages, page_size, heads, key_dim, dtype=dtype, device=device)
         self.value = torch.zeros(num_pages, page_size, heads, value_dim, dtype=dtype, device=device)
         self.block_table = torch.full((batch, columns), -1, dtype=torch.int32, device=device)
+        self.pages: List[List[int]] = [[] for _ in range(batch)]
         self.free: List[int] = list(range(num_pages - 1, -1, -1))   # pop() hands out page 0 first
+
+    def missing(self, b: int, tokens: int) -> int:
+        """How many pages sequence b lacks for `tokens` rows."""
+        return max(0, -(-tokens // self.page_size) - len(self.pages[b]))
 
     def reserve(self, b: int, tokens: int):
         """Pages for the first `tokens` rows of sequence b (already held pages are kept)."""
@@ -32,18 +38,22 @@ class _PagePool:
         if needed > self.block_table.shape[1]:
             raise ValueError(f"PagedKVCache: sequence {b} would need {needed} {self.what} pages; its block "
                              f"table has {self.block_table.shape[1]} columns (raise max_seq_len)")
-        row = self.block_table[b]
-        for column in range(needed):
-            if row[column] < 0:
-                if not self.free:
-                    raise RuntimeError(f"PagedKVCache: out of {self.what} pages (all "
-                                       f"{self.key.shape[0]} are in use; release finished sequences or "
-                                       f"raise num_pages)")
-                row[column] = self.free.pop()
+        if needed - len(self.pages[b]) > len(self.free):
+            raise RuntimeError(f"PagedKVCache: out of {self.what} pages (all {self.key.shape[0]} are in use; "
+                               f"release finished sequences or raise the pool)")
+        held = self.pages[b]
+        first = len(held)
+        while len(held) < needed:
+            held.append(self.free.pop())
+        if len(held) > first:
+            self.block_table[b, first:len(held)] = torch.tensor(held[first:], dtype=torch.int32)
+
+    def slot(self, b: int, row: int) -> int:
+        return self.pages[b][row // self.page_size] * self.page_size + row % self.page_size
 
     def slots(self, b: int, rows: torch.Tensor) -> torch.Tensor:
         """Flat row index page * page_size + offset of rows `rows` of sequence b."""
-        pages = self.block_table[b].long()[torch.div(rows, self.page_size, rounding_mode="floor")]
+        pages = torch.tensor(self.pages[b], dtype=torch.long)[torch.div(rows, self.page_size, rounding_mode="floor")]
         return pages * self.page_size + rows % self.page_size
 
     def write(self, slots: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
@@ -51,9 +61,9 @@ class _PagePool:
         self.value.view(-1, *self.value.shape[2:])[slots] = values
 
     def release(self, b: int):
-        row = self.block_table[b]
-        self.free.extend(int(p) for p in row.tolist() if p >= 0)
-        row.fill_(-1)
+        self.free.extend(reversed(self.pages[b]))
+        self.pages[b] = []
+        self.block_table[b].fill_(-1)
 
 
 class PagedKVCache:
@@ -114,6 +124,21 @@ class PagedKVCache:
             raise ValueError(f"PagedKVCache: made for a layer with {self.layer_config}, used with one with "
                              f"{layer.cache_config()}")
 
+    def check_room(self, new_tokens: List[int]):
+        """Raises unless each sequence b can take new_tokens[b] more tokens (max_seq_len, and both
+        pools' free pages for all of them together); changes nothing."""
+        l, d = self.compress_block_size, self.compress_stride
+        for b, n in enumerate(new_tokens):
+            if self.lengths[b] + n > self.max_seq_len:
+                raise ValueError(f"PagedKVCache: sequence {b} would hold {self.lengths[b] + n} tokens; max_seq_len "
+                                 f"is {self.max_seq_len}")
+        totals = [n + extra for n, extra in zip(self.lengths, new_tokens)]
+        for pool, rows in ((self.raw, totals), (self.compressed, [compressed_count(n, l, d) for n in totals])):
+            needed = sum(pool.missing(b, n) for b, n in enumerate(rows))
+            if needed > len(pool.free):
+                raise RuntimeError(f"PagedKVCache: out of {pool.what} pages ({needed} more needed, "
+                                   f"{len(pool.free)} free; release finished sequences or raise the pool)")
+
     def append(self, b: int, keys: torch.Tensor, values: torch.Tensor):
         """Stores the K and V rows [n, N2, D] of n new tokens of sequence b."""
         start, n = self.lengths[b], keys.shape[0]
@@ -137,30 +162,19 @@ class PagedKVCache:
         the compressed cache for the window each sequence just completed (its page reserved), -1
         for sequences that completed none."""
         l, d = self.compress_block_size, self.compress_stride
+        self.check_room([1] * self.batch_size)
         new_lengths = [n + 1 for n in self.lengths]
-        full = [b for b, n in enumerate(new_lengths) if n > self.max_seq_len]
-        if full:
-            raise ValueError(f"PagedKVCache: sequence {full[0]} is full (max_seq_len {self.max_seq_len} tokens)")
         triggered = [b for b, n in enumerate(new_lengths) if n >= l and (n - l) % d == 0]
-        for pool, rows in ((self.raw, {b: n for b, n in enumerate(new_lengths)}),
-                           (self.compressed, {b: (new_lengths[b] - l) // d + 1 for b in triggered})):
-            needed = sum(1 for b, n in rows.items() if pool.block_table[b, (n - 1) // pool.page_size] < 0
-                         ) if rows else 0
-            if needed > len(pool.free):
-                raise RuntimeError(f"PagedKVCache: out of {pool.what} pages (this step needs {needed}, "
-                                   f"{len(pool.free)} are free; release finished sequences or raise the pool)")
-        slots = torch.full((self.batch_size,), -1, dtype=torch.int32)
-        positions = torch.tensor(self.lengths, dtype=torch.long)
         for b, n in enumerate(new_lengths):
             self.raw.reserve(b, n)
-        rows = self.raw.block_table.long().gather(1, (positions // self.page_size).view(-1, 1)).view(-1)
-        self.raw.write(rows * self.page_size + positions % self.page_size, keys, values)
+        self.raw.write(torch.tensor([self.raw.slot(b, n) for b, n in enumerate(self.lengths)]), keys, values)
+        slots = [-1] * self.batch_size
         for b in triggered:
             c = (new_lengths[b] - l) // d
             self.compressed.reserve(b, c + 1)
-            slots[b] = int(self.compressed.slots(b, torch.tensor([c]))[0])
+            slots[b] = self.compressed.slot(b, c)
         self.lengths = new_lengths
-        return slots
+        return torch.tensor(slots, dtype=torch.int32)
 
     def window_blocks(self, window_size: int, kv_heads: int) -> torch.Tensor:
         """[B, N2, w] int32: the positions L_b - w .. L_b - 1 of each sequence's window as one-key

@@ -279,9 +279,7 @@ class NativeSparseAttention(nn.Module):
             if end > begin and cache.lengths[b]:
                 raise ValueError(f"NativeSparseAttention.prefill: sequence {b} already holds {cache.lengths[b]} "
                                  f"tokens; prefill starts sequences (step() extends them, release() empties them)")
-            if end - begin > cache.max_seq_len:
-                raise ValueError(f"NativeSparseAttention.prefill: batch {b} has {end - begin} tokens; the cache's "
-                                 f"max_seq_len is {cache.max_seq_len}")
+        cache.check_room([end - begin for begin, end in zip(begins, seq_ends)])
         q, k, v, gates = self.project(x)
         outputs, _, compressed = self._branches(q, k, v, seq_ends)
         cmp_ends = compressed_seq_ends(seq_ends, self.compress_block_size, self.compress_stride)

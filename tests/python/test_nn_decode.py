@@ -167,7 +167,7 @@ def test_bad_decoding_input_is_rejected_and_changes_nothing():
         assert cache.lengths == snapshot[0] and torch.equal(cache.key, snapshot[1])
         assert torch.equal(cache.compressed_key, snapshot[2])
     layer.step(torch.randn(2, 16), cache)                                # lengths 5, 6
-    with pytest.raises(ValueError, match="sequence 1 is full"):
+    with pytest.raises(ValueError, match="sequence 1 would hold 11 tokens; max_seq_len is 10"):
         for _ in range(5):
             layer.step(torch.randn(2, 16), cache)
     forced = NativeSparseAttention(hidden_size=16, num_heads=2, head_dim=8, compress_block_size=8, compress_stride=4,
@@ -189,3 +189,16 @@ def test_readme_layer_example_runs():
     exec(compile(blocks[0], str(readme), "exec"), namespace)
     assert namespace["y_t"].shape == (2, 256) and namespace["cache"].lengths == [1001, 501]
     assert all(p.grad is not None for p in namespace["layer"].parameters())
+
+
+def test_prefill_that_does_not_fit_changes_nothing():
+    layer = NativeSparseAttention(hidden_size=16, num_heads=2, head_dim=8, compress_block_size=8, compress_stride=4,
+                                  select_block_size=8, select_block_count=2, window_size=4)
+    cache = PagedKVCache(layer, 2, 32, page_size=8, num_pages=3)
+    with pytest.raises(RuntimeError, match="out of raw pages"):         # 2 + 2 pages needed, 3 exist
+        layer.prefill(torch.randn(25, 16), cache, cu_seqlens=[9, 25])
+    assert cache.lengths == [0, 0] and (cache.block_table < 0).all() and len(cache.raw.free) == 3
+    with pytest.raises(ValueError, match="would hold 33 tokens"):
+        layer.prefill(torch.randn(33, 16), cache, cu_seqlens=[0, 33])
+    layer.prefill(torch.randn(24, 16), cache, cu_seqlens=[8, 24])       # exactly 3 pages
+    assert cache.lengths == [8, 16] and not cache.raw.free
