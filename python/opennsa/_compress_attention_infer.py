@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from ._compress_attention import _seq_list
+from ._select_attention_infer import _lengths
 from ._library import register_fake
 
 compress_attention_infer = torch.ops.opennsa.compress_attention_infer.default
@@ -55,6 +55,6 @@ def npu_nsa_compress_attention_infer(query: torch.Tensor, key: torch.Tensor, val
         query, key, value, float(scale_value), int(head_num), int(key_value_head_num), int(select_block_size),
         int(select_block_count), int(page_block_size), int(compress_block_size), int(compress_stride),
         layout=str(layout), atten_mask=atten_mask, block_table=block_table, topk_mask=topk_mask,
-        actual_seq_qlen=_seq_list("actual_seq_qlen", actual_seq_qlen),
-        actual_cmp_seq_kvlen=_seq_list("actual_cmp_seq_kvlen", actual_cmp_seq_kvlen),
-        actual_sel_seq_kvlen=_seq_list("actual_sel_seq_kvlen", actual_sel_seq_kvlen))
+        actual_seq_qlen=_lengths("actual_seq_qlen", actual_seq_qlen),
+        actual_cmp_seq_kvlen=_lengths("actual_cmp_seq_kvlen", actual_cmp_seq_kvlen),
+        actual_sel_seq_kvlen=_lengths("actual_sel_seq_kvlen", actual_sel_seq_kvlen))

@@ -198,3 +198,7 @@ def test_errors_name_the_argument():
     c["raw"] = None
     with pytest.raises(ValueError, match="actualSelKvSeqLenOptional is absent"):
         run_ours(c)
+    c = make_case(15)
+    c["c_lens"] = 7                      # not a list: the message says these are per-batch lengths
+    with pytest.raises(ValueError, match="actual_cmp_seq_kvlen must be a list of per-batch lengths"):
+        run_ours(c)
