@@ -5,6 +5,7 @@
 #include "aclnn/meta.hpp"
 #include "aclnn/status.hpp"
 #include "runtime/raw_enum.hpp"
+#include "runtime/runtime.hpp"
 
 namespace opennsa::capi {
 namespace {
@@ -21,9 +22,9 @@ DType to_dtype(const aclDataType& dt, const char* name) {
         case ACL_BOOL: return DType::boolean;
         default: break;
     }
-    raise(ErrorCode::invalid_argument, name, ": aclDataType ", t,
-          " is not supported (expected ACL_FLOAT16, ACL_BF16 or ACL_FLOAT for data, ACL_INT32 for "
-          "topkIndices, ACL_BOOL or ACL_UINT8 for attenMaskOptional)");
+    raise(ErrorCode::invalid_argument, name, ": aclDataType ", t, " (", capi::acl_dtype_name(t),
+          ") is not supported (OpenNSA's tensors are ACL_FLOAT16, ACL_BF16 or ACL_FLOAT data, ACL_INT32 "
+          "indices, tables and slots, ACL_BOOL or ACL_UINT8 masks)");
 }
 
 // When the caller described its buffer (storageDims), every element of the view must lie inside

@@ -27,6 +27,29 @@ std::size_t acl_dtype_size(long long raw) noexcept {
     }
 }
 
+const char* acl_dtype_name(long long raw) noexcept {
+    switch (raw) {
+        case ACL_FLOAT: return "ACL_FLOAT";
+        case ACL_FLOAT16: return "ACL_FLOAT16";
+        case ACL_INT8: return "ACL_INT8";
+        case ACL_INT32: return "ACL_INT32";
+        case ACL_UINT8: return "ACL_UINT8";
+        case ACL_INT16: return "ACL_INT16";
+        case ACL_UINT16: return "ACL_UINT16";
+        case ACL_UINT32: return "ACL_UINT32";
+        case ACL_INT64: return "ACL_INT64";
+        case ACL_UINT64: return "ACL_UINT64";
+        case ACL_DOUBLE: return "ACL_DOUBLE";
+        case ACL_BOOL: return "ACL_BOOL";
+        case ACL_STRING: return "ACL_STRING";
+        case ACL_COMPLEX64: return "ACL_COMPLEX64";
+        case ACL_COMPLEX128: return "ACL_COMPLEX128";
+        case ACL_BF16: return "ACL_BF16";
+        case ACL_DT_UNDEFINED: return "ACL_DT_UNDEFINED";
+        default: return "not an aclDataType";
+    }
+}
+
 }  // namespace opennsa::capi
 
 extern "C" {

@@ -24,6 +24,8 @@ std::shared_ptr<Stream> find_stream(aclrtStream handle);
 // aclDataTypeSize of an aclDataType read as its raw value (0 for a value with no fixed size or
 // outside the enum). C++ callers use this: copying an out-of-range enum value is undefined.
 std::size_t acl_dtype_size(long long raw) noexcept;
+// "ACL_INT64" etc. for messages; "not an aclDataType" for a value outside the enum.
+const char* acl_dtype_name(long long raw) noexcept;
 
 // Process state (stream.cpp): aclInit called and not finalized; aclrtSetDevice(0) calls not yet
 // reset (the device's default context exists only while this holds).
