@@ -4,6 +4,7 @@ and V pages, a block table for each, and each sequence's length. Pages come from
 cache, handed out as sequences grow, so sequences of very different lengths share it; release(b)
 returns a finished sequence's pages."""
 
+import operator
 from typing import List, Optional
 
 import torch
@@ -155,34 +156,63 @@ class PagedKVCache:
         self.compressed.reserve(b, n)
         self.compressed.write(self.compressed.slots(b, torch.arange(n)), keys, values)
 
-    def append_step(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """One decoding step's K and V rows [B, N2, D], one new token per sequence. Checks that every
-        sequence has room and that both pools have the pages the step needs before it writes
-        anything. Returns the [B] int32 slot_mapping for npu_nsa_compress_infer: the flat row of
-        the compressed cache for the window each sequence just completed (its page reserved), -1
-        for sequences that completed none."""
+    def sequence_list(self, sequences) -> List[int]:
+        """The sequences a step serves: all (None), or distinct indices in [0, batch_size)."""
+        if sequences is None:
+            return list(range(self.batch_size))
+        try:
+            seqs = [int(operator.index(b)) for b in (sequences.tolist() if isinstance(sequences, torch.Tensor)
+                                                     else sequences)]
+        except TypeError:
+            raise ValueError(f"PagedKVCache: sequences must be a list of sequence indices, got {sequences!r}") from None
+        bad = [b for b in seqs if not 0 <= b < self.batch_size]
+        if bad or len(set(seqs)) != len(seqs) or not seqs:
+            raise ValueError(f"PagedKVCache: sequences = {seqs} must be distinct indices in [0, {self.batch_size}), "
+                             f"at least one")
+        return seqs
+
+    def append_step(self, keys: torch.Tensor, values: torch.Tensor, sequences: List[int]) -> torch.Tensor:
+        """One decoding step's K and V rows [len(sequences), N2, D], one new token for each listed
+        sequence. Checks that each has room and that both pools have the pages the step needs
+        before it writes anything. Returns the slot_mapping for npu_nsa_compress_infer, one int32
+        per listed sequence: the flat row of the compressed cache for the window it just completed
+        (its page reserved), -1 where it completed none."""
         l, d = self.compress_block_size, self.compress_stride
-        self.check_room([1] * self.batch_size)
-        new_lengths = [n + 1 for n in self.lengths]
-        triggered = [b for b, n in enumerate(new_lengths) if n >= l and (n - l) % d == 0]
-        for b, n in enumerate(new_lengths):
-            self.raw.reserve(b, n)
-        self.raw.write(torch.tensor([self.raw.slot(b, n) for b, n in enumerate(self.lengths)]), keys, values)
-        slots = [-1] * self.batch_size
-        for b in triggered:
-            c = (new_lengths[b] - l) // d
-            self.compressed.reserve(b, c + 1)
-            slots[b] = self.compressed.slot(b, c)
-        self.lengths = new_lengths
+        listed = set(sequences)
+        self.check_room([1 if b in listed else 0 for b in range(self.batch_size)])
+        rows = [self.lengths[b] for b in sequences]                     # the new tokens' positions
+        for b, n in zip(sequences, rows):
+            self.raw.reserve(b, n + 1)
+        self.raw.write(torch.tensor([self.raw.slot(b, n) for b, n in zip(sequences, rows)]), keys, values)
+        slots = [-1] * len(sequences)
+        for i, (b, n) in enumerate(zip(sequences, rows)):
+            self.lengths[b] = n + 1
+            if n + 1 >= l and (n + 1 - l) % d == 0:
+                c = (n + 1 - l) // d
+                self.compressed.reserve(b, c + 1)
+                slots[i] = self.compressed.slot(b, c)
         return torch.tensor(slots, dtype=torch.int32)
 
-    def window_blocks(self, window_size: int, kv_heads: int) -> torch.Tensor:
-        """[B, N2, w] int32: the positions L_b - w .. L_b - 1 of each sequence's window as one-key
-        blocks for npu_nsa_select_attention_infer (select_block_size 1), -1 below position 0."""
-        newest = torch.tensor(self.lengths, dtype=torch.int64).view(-1, 1)
+    def window_blocks(self, window_size: int, kv_heads: int, sequences: List[int]) -> torch.Tensor:
+        """[len(sequences), N2, w] int32: the positions L_b - w .. L_b - 1 of each listed sequence's
+        window as one-key blocks for npu_nsa_select_attention_infer (select_block_size 1), -1 below
+        position 0."""
+        newest = torch.tensor([self.lengths[b] for b in sequences], dtype=torch.int64).view(-1, 1)
         positions = newest - window_size + torch.arange(window_size).view(1, -1)
         blocks = torch.where(positions >= 0, positions, -1).to(torch.int32)
-        return blocks.view(self.batch_size, 1, window_size).expand(self.batch_size, kv_heads, window_size)
+        return blocks.view(len(sequences), 1, window_size).expand(len(sequences), kv_heads, window_size)
+
+    def tables(self, sequences: List[int]):
+        """(block_table, compressed_block_table, lengths, compressed_lengths) of the listed
+        sequences, in their order: what the decoding operators take for a step over them."""
+        l, d = self.compress_block_size, self.compress_stride
+        lengths = [self.lengths[b] for b in sequences]
+        if sequences == list(range(self.batch_size)):
+            raw, cmp = self.block_table, self.compressed_block_table
+        else:
+            index = torch.tensor(sequences)
+            raw, cmp = self.block_table[index], self.compressed_block_table[index]
+        return raw, cmp, lengths, [compressed_count(n, l, d) for n in lengths]
 
     def release(self, b: int):
         """Frees sequence b's pages and empties it (a new sequence may be prefilled in its place)."""

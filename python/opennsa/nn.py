@@ -293,58 +293,56 @@ class NativeSparseAttention(nn.Module):
                 cache.append_compressed(b, compressed[0][rows], compressed[1][rows])
         return self.output(outputs, gates)
 
-    def step(self, x: torch.Tensor, cache: "PagedKVCache") -> torch.Tensor:
-        """One decoding step: x [B, hidden_size] holds the next token of each of the cache's B
-        sequences; appends their K / V to the cache, compresses every window that completes
-        (npu_nsa_compress_infer), and returns the layer's output [B, hidden_size] for them:
+    def step(self, x: torch.Tensor, cache: "PagedKVCache", sequences=None) -> torch.Tensor:
+        """One decoding step: x [n, hidden_size] holds the next token of n of the cache's
+        sequences (all B of them in order, or the distinct indices `sequences`, in that order: the
+        others wait); appends their K / V to the cache, compresses every window that completes
+        (npu_nsa_compress_infer), and returns the layer's output [n, hidden_size] for them:
         compressed attention and top-k over the compressed cache (npu_nsa_compress_attention_infer),
         selected attention over the raw cache (npu_nsa_select_attention_infer), the window as the
         same operator over w one-key blocks. Equals forward() on the whole sequences at these
         positions (the training path ranks with the decoding rule, docs/spec/layer.md)."""
-        return self.step_with_topk(x, cache)[0]
+        return self.step_with_topk(x, cache, sequences)[0]
 
     @torch.no_grad()
-    def step_with_topk(self, x: torch.Tensor, cache: "PagedKVCache"):
-        """step(), and the blocks the selected branch used: topk [B, N2, k] int32 (None without the
+    def step_with_topk(self, x: torch.Tensor, cache: "PagedKVCache", sequences=None):
+        """step(), and the blocks the selected branch used: topk [n, N2, k] int32 (None without the
         compressed and selected branches)."""
         self._check_cache(cache, x.dtype)
-        if x.dim() != 2 or x.shape != (cache.batch_size, self.hidden_size):
+        seqs = cache.sequence_list(sequences)
+        if x.dim() != 2 or x.shape != (len(seqs), self.hidden_size):
             raise ValueError(f"NativeSparseAttention.step: x has shape {tuple(x.shape)}; expected "
-                             f"[{cache.batch_size}, {self.hidden_size}] (one token per cached sequence)")
+                             f"[{len(seqs)}, {self.hidden_size}] (one token per sequence stepped)")
         ranks = "compressed" in self.branches_used or "selected" in self.branches_used
         if ranks and self.forced_local_blocks != 2:
             raise ValueError(f"NativeSparseAttention.step: forced_local_blocks = {self.forced_local_blocks}; the "
                              f"decoding compress attention always forces the first and the last two blocks, so "
                              f"decoding needs forced_local_blocks = 2")
         q, k, v, gates = self.project(x)
-        slots = cache.append_step(k, v)
-        lengths = cache.lengths
+        slots = cache.append_step(k, v, seqs)
+        table, compressed_table, lengths, compressed_lengths = cache.tables(seqs)
         n1, n2, l, d = self.num_heads, self.num_kv_heads, self.compress_block_size, self.compress_stride
         out, topk = {}, None
         if ranks:
             flat = lambda pages: pages.view(-1, n2, pages.shape[-1])
-            npu_nsa_compress_infer(cache.key, self.compress_key, slots, l, d, cache.page_size,
-                                   block_table=cache.block_table, actual_seq_len=lengths,
-                                   cache=flat(cache.compressed_key))
-            npu_nsa_compress_infer(cache.value, self.compress_value, slots, l, d, cache.page_size,
-                                   block_table=cache.block_table, actual_seq_len=lengths,
-                                   cache=flat(cache.compressed_value))
+            npu_nsa_compress_infer(cache.key, self.compress_key, slots, l, d, cache.page_size, block_table=table,
+                                   actual_seq_len=lengths, cache=flat(cache.compressed_key))
+            npu_nsa_compress_infer(cache.value, self.compress_value, slots, l, d, cache.page_size, block_table=table,
+                                   actual_seq_len=lengths, cache=flat(cache.compressed_value))
             o_cmp, topk = npu_nsa_compress_attention_infer(
                 q, cache.compressed_key, cache.compressed_value, self.scale, n1, n2, self.select_block_size,
                 self.select_block_count, cache.compressed_page_size, l, d, layout="TND",
-                block_table=cache.compressed_block_table, actual_cmp_seq_kvlen=cache.compressed_lengths)
+                block_table=compressed_table, actual_cmp_seq_kvlen=compressed_lengths)
             if "compressed" in self.branches_used:
                 out["compressed"] = o_cmp
         if "selected" in self.branches_used:
             out["selected"] = npu_nsa_select_attention_infer(
                 q, cache.key, cache.value, topk, self.scale, n1, n2, self.select_block_size,
-                self.select_block_count, cache.page_size, layout="TND", block_table=cache.block_table,
-                actual_seq_kvlen=lengths)
+                self.select_block_count, cache.page_size, layout="TND", block_table=table, actual_seq_kvlen=lengths)
         if "window" in self.branches_used:
             out["window"] = npu_nsa_select_attention_infer(
-                q, cache.key, cache.value, cache.window_blocks(self.window_size, n2), self.scale, n1, n2, 1,
-                self.window_size, cache.page_size, layout="TND", block_table=cache.block_table,
-                actual_seq_kvlen=lengths)
+                q, cache.key, cache.value, cache.window_blocks(self.window_size, n2, seqs), self.scale, n1, n2, 1,
+                self.window_size, cache.page_size, layout="TND", block_table=table, actual_seq_kvlen=lengths)
         return self.output(out, gates), topk
 
     def _check_cache(self, cache, dtype):

@@ -78,6 +78,38 @@ def test_decoding_each_branch_alone(branches):
     decode_against_forward(dict(config, branches=branches), prefill, 30, torch.float32, 2e-5, seed=3)
 
 
+def test_stepping_some_sequences_at_a_time():
+    """A server steps whichever sequences have a token ready, in any order: each still matches
+    forward at every position."""
+    config, prefill, _ = CONFIGS[0]
+    layer = randomize(NativeSparseAttention(**config), 11)
+    gen = torch.Generator().manual_seed(12)
+    lengths = [p + 40 for p in prefill]
+    xs = [torch.randn(n, config["hidden_size"], generator=gen) for n in lengths]
+    ends = torch.tensor(lengths).cumsum(0).tolist()
+    begins = [0] + ends[:-1]
+    with torch.no_grad():
+        want = layer(torch.cat(xs), cu_seqlens=ends)
+    cache = layer.new_cache(3, max(lengths), page_size=8, compressed_page_size=4, num_pages=20)
+    layer.prefill(torch.cat([x[:p] for x, p in zip(xs, prefill)]), cache,
+                  cu_seqlens=torch.tensor(prefill).cumsum(0).tolist())
+    order = torch.Generator().manual_seed(13)
+    while cache.lengths != lengths:
+        ready = [b for b in range(3) if cache.lengths[b] < lengths[b]]
+        pick = [ready[i] for i in torch.randperm(len(ready), generator=order)[:int(torch.randint(1, len(ready) + 1,
+                                                                                                 (1,), generator=order))]]
+        positions = [cache.lengths[b] for b in pick]
+        y = layer.step(torch.stack([xs[b][n] for b, n in zip(pick, positions)]), cache, sequences=pick)
+        rows = torch.tensor([begins[b] + n for b, n in zip(pick, positions)])
+        assert_close(f"sequences {pick} at {positions}", y, want[rows].double(), 2e-5)
+    with pytest.raises(ValueError, match="must be distinct indices"):
+        layer.step(torch.randn(2, config["hidden_size"]), cache, sequences=[1, 1])
+    with pytest.raises(ValueError, match="must be distinct indices"):
+        layer.step(torch.randn(1, config["hidden_size"]), cache, sequences=[3])
+    with pytest.raises(ValueError, match=r"expected \[2, 32\]"):
+        layer.step(torch.randn(1, config["hidden_size"]), cache, sequences=[0, 2])
+
+
 def test_cache_holds_the_projections_and_the_compressions():
     config, prefill, steps = CONFIGS[0]
     layer, cache, xs = decode_against_forward(config, prefill, 10, torch.float32, 2e-5, page_size=8)
