@@ -133,18 +133,22 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
     if not calls:  # no query row in any batch: the selected attention writes the zeros
         empty = torch.full((t1, n2, 1), -1, dtype=torch.int32)
         return _select_attention(query, key, value, empty, scale_value, head_num, 1, seq_q, seq_kv, 2)
-    rows, outputs = [], []
-    for call in calls:
-        call_rows = torch.cat(call.rows)
+    rows = [torch.cat(call.rows) for call in calls]
+    order = torch.cat(rows)
+    # One gather of the query rows in call order, split into views: the backward is one cat and
+    # one scatter, where a gather per call would scatter into a zeroed [T1, N1, Dk] gradient per
+    # call and autograd would add those up (b + 1 full-size sums).
+    parts = query.index_select(0, order).split([r.numel() for r in rows])
+    outputs = []
+    for call, part in zip(calls, parts):
         # One int32 index row per query, shared by every kv head (a stride-0 view).
         topk = torch.cat(call.topk).to(torch.int32)
         topk = topk.unsqueeze(1).expand(topk.shape[0], n2, topk.shape[1])
-        outputs.append(_select_attention(query.index_select(0, call_rows), key, value, topk, scale_value, head_num,
-                                         block, call.cu_q, call.cu_kv, 2 if call.causal else 0))
-        rows.append(call_rows)
+        outputs.append(_select_attention(part, key, value, topk, scale_value, head_num, block, call.cu_q, call.cu_kv,
+                                         2 if call.causal else 0))
     # Every query row of a batch is computed by exactly one call; padding rows stay 0.
     result = query.new_zeros(t1, query.shape[1], value.shape[2])
-    return result.index_copy(0, torch.cat(rows), torch.cat(outputs))
+    return result.index_copy(0, order, torch.cat(outputs))
 
 
 def _select_attention(query, key, value, topk, scale, head_num, block, seq_q, seq_kv, sparse_mode):
