@@ -1,5 +1,5 @@
 """Sliding-window attention, built exactly from the selected attention (window_calls): blocks of b
-keys, b the largest divisor of w up to 16, on block grids shifted per query residue mod b so that
+keys, b the largest divisor of w up to 32, on block grids shifted per query residue mod b so that
 every window is whole blocks. O(T * w) work and O(T * w / b) index memory, never a T x T mask; the
 selected attention's fused backward, GQA, varlen batches, dtypes, fp32 accumulation and bitwise
 determinism come with it. No kernel, fake kernel or autograd of its own: the selected attention's
@@ -40,9 +40,11 @@ def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
 
 
 def window_block_size(window_size: int) -> int:
-    """Block size b of the exact construction: the largest divisor of w up to 16 (the selected
-    attention is as fast with 16-key blocks as with 64, and each b costs one call)."""
-    return max(b for b in range(1, min(16, window_size) + 1) if window_size % b == 0)
+    """Block size b of the exact construction: the largest divisor of w up to 32. Each b costs one
+    call (O(T) packing and gradient sums each), and at Dk = Dv = 64 wider blocks fill the kernels'
+    tiles better: w = 512, T = 4096, 16/1 heads, bf16 forward + backward took 0.65x the time with
+    b = 32 as with b = 16, and b = 64 was no faster than 32 (docs/PERFORMANCE.md)."""
+    return max(b for b in range(1, min(32, window_size) + 1) if window_size % b == 0)
 
 
 class _Call:
