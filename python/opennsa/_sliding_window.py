@@ -42,8 +42,8 @@ def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
 def window_block_size(window_size: int) -> int:
     """Block size b of the exact construction: the largest divisor of w up to 32. Each b costs one
     call (O(T) packing and gradient sums each), and at Dk = Dv = 64 wider blocks fill the kernels'
-    tiles better: w = 512, T = 4096, 16/1 heads, bf16 forward + backward took 0.65x the time with
-    b = 32 as with b = 16, and b = 64 was no faster than 32 (docs/PERFORMANCE.md)."""
+    tiles better: w = 512, T = 4096, 16/1 heads, forward + backward took 0.65-0.68x the time
+    with b = 32 as with b = 16 (bf16 and fp32), and b = 64 was slower than 32 (docs/PERFORMANCE.md)."""
     return max(b for b in range(1, min(32, window_size) + 1) if window_size % b == 0)
 
 
