@@ -135,6 +135,12 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
     if not calls:  # no query row in any batch: the selected attention writes the zeros
         empty = torch.full((t1, n2, 1), -1, dtype=torch.int32)
         return _select_attention(query, key, value, empty, scale_value, head_num, 1, seq_q, seq_kv, 2)
+    # fp16 / bf16: the calls run on fp32 copies (the kernels compute in fp32 anyway; out and dq
+    # round once either way), so that autograd sums the 1 + b calls' dk and dv in fp32 and they
+    # round once, not once per call.
+    dtype = query.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        query, key, value = query.float(), key.float(), value.float()
     rows = [torch.cat(call.rows) for call in calls]
     order = torch.cat(rows)
     # One gather of the query rows in call order, split into views: the backward is one cat and
@@ -150,7 +156,7 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
                                          2 if call.causal else 0))
     # Every query row of a batch is computed by exactly one call; padding rows stay 0.
     result = query.new_zeros(t1, query.shape[1], value.shape[2])
-    return result.index_copy(0, order, torch.cat(outputs))
+    return result.index_copy(0, order, torch.cat(outputs)).to(dtype)
 
 
 def _select_attention(query, key, value, topk, scale, head_num, block, seq_q, seq_kv, sparse_mode):
