@@ -1,5 +1,5 @@
 """Sliding-window attention, built exactly from the selected attention (window_calls): blocks of b
-keys, b the largest divisor of w up to 16, on block grids shifted per query residue mod b so that
+keys, b the largest divisor of w up to 32, on block grids shifted per query residue mod b so that
 every window is whole blocks. O(T * w) work and O(T * w / b) index memory, never a T x T mask; the
 selected attention's fused backward, GQA, varlen batches, dtypes, fp32 accumulation and bitwise
 determinism come with it. No kernel, fake kernel or autograd of its own: the selected attention's
@@ -40,9 +40,11 @@ def _cumulative(name: str, value, rows: int) -> Optional[List[int]]:
 
 
 def window_block_size(window_size: int) -> int:
-    """Block size b of the exact construction: the largest divisor of w up to 16 (the selected
-    attention is as fast with 16-key blocks as with 64, and each b costs one call)."""
-    return max(b for b in range(1, min(16, window_size) + 1) if window_size % b == 0)
+    """Block size b of the exact construction: the largest divisor of w up to 32. Each b costs one
+    call (O(T) packing and gradient sums each), and at Dk = Dv = 64 wider blocks fill the kernels'
+    tiles better: w = 512, T = 4096, 16/1 heads, forward + backward took 0.65-0.68x the time
+    with b = 32 as with b = 16 (bf16 and fp32), and b = 64 was slower than 32 (docs/PERFORMANCE.md)."""
+    return max(b for b in range(1, min(32, window_size) + 1) if window_size % b == 0)
 
 
 class _Call:
@@ -133,18 +135,28 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
     if not calls:  # no query row in any batch: the selected attention writes the zeros
         empty = torch.full((t1, n2, 1), -1, dtype=torch.int32)
         return _select_attention(query, key, value, empty, scale_value, head_num, 1, seq_q, seq_kv, 2)
-    rows, outputs = [], []
-    for call in calls:
-        call_rows = torch.cat(call.rows)
+    # fp16 / bf16: the calls run on fp32 copies (the kernels compute in fp32 anyway; out and dq
+    # round once either way), so that autograd sums the 1 + b calls' dk and dv in fp32 and they
+    # round once, not once per call.
+    dtype = query.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        query, key, value = query.float(), key.float(), value.float()
+    rows = [torch.cat(call.rows) for call in calls]
+    order = torch.cat(rows)
+    # One gather of the query rows in call order, split into views: the backward is one cat and
+    # one scatter, where a gather per call would scatter into a zeroed [T1, N1, Dk] gradient per
+    # call and autograd would add those up (b + 1 full-size sums).
+    parts = query.index_select(0, order).split([r.numel() for r in rows])
+    outputs = []
+    for call, part in zip(calls, parts):
         # One int32 index row per query, shared by every kv head (a stride-0 view).
         topk = torch.cat(call.topk).to(torch.int32)
         topk = topk.unsqueeze(1).expand(topk.shape[0], n2, topk.shape[1])
-        outputs.append(_select_attention(query.index_select(0, call_rows), key, value, topk, scale_value, head_num,
-                                         block, call.cu_q, call.cu_kv, 2 if call.causal else 0))
-        rows.append(call_rows)
+        outputs.append(_select_attention(part, key, value, topk, scale_value, head_num, block, call.cu_q, call.cu_kv,
+                                         2 if call.causal else 0))
     # Every query row of a batch is computed by exactly one call; padding rows stay 0.
     result = query.new_zeros(t1, query.shape[1], value.shape[2])
-    return result.index_copy(0, torch.cat(rows), torch.cat(outputs))
+    return result.index_copy(0, order, torch.cat(outputs)).to(dtype)
 
 
 def _select_attention(query, key, value, topk, scale, head_num, block, seq_q, seq_kv, sparse_mode):

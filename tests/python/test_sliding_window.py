@@ -54,7 +54,8 @@ CASES = [
     ("varlen-empty-pad", [33, 0, 50, 4], [33, 0, 50, 4], 6, 3, 20, 8, 7, 3),
     ("window-1", [40], [40], 2, 1, 8, 8, 1, 0),
     ("window-past-batch", [20, 45], [20, 45], 16, 1, 16, 16, 1000, 0),
-    ("shifted-grids", [150, 0, 97], [150, 0, 97], 4, 2, 16, 8, 24, 2),  # w = 24: b = 12, residue calls
+    ("shifted-grids", [150, 0, 97], [150, 0, 97], 4, 2, 16, 8, 24, 2),  # w = 24: b = 24, residue calls
+    ("shifted-grids-3-blocks", [150, 0, 97], [150, 0, 97], 4, 2, 16, 8, 96, 2),  # b = 32, 3 blocks a query
     ("shifted-grids-prime", [60], [60], 2, 1, 8, 8, 7, 0),               # b = 7
     ("shifted-q-ne-kv", [80, 50], [60, 90], 4, 1, 8, 12, 16, 0),
     ("q-shorter-than-kv", [10, 30], [25, 20], 4, 2, 12, 12, 6, 2),
@@ -155,7 +156,8 @@ def test_construction_gives_each_row_exactly_its_window(window, seq_q, seq_kv):
             want = [kv_begin + p for p in range(max(0, i - window + 1), min(i + 1, kv_end - kv_begin))]
             assert seen.get(q_begin + i, []) == want, f"row {q_begin + i}"
         q_begin, kv_begin = q_end, kv_end
-    assert window_block_size(512) == 16 and window_block_size(48) == 16 and window_block_size(17) == 1
+    assert window_block_size(512) == 32 and window_block_size(48) == 24 and window_block_size(17) == 17
+    assert window_block_size(1000) == 25 and window_block_size(64) == 32
 
 
 def test_torch_compile_fullgraph():
