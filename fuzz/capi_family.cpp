@@ -49,6 +49,7 @@ enum class Want {
     i32,
     f32,
     mask,  // bool or uint8
+    unread_mask,  // bool or uint8 of any shape (rank 1-4, the C API's), contents never read
     any,   // not validated at all (reserved arguments)
 };
 
@@ -219,7 +220,15 @@ std::int64_t decide_dim(Input& in, const char* name) {
 
 Tensor* add(Input& in, Call& k, Rng& rng, TensorPlan plan, Want want, std::vector<int> ranks, bool exact) {
     TensorBuilder tb(in, Api::capi, rng);
+    const std::size_t rejects = k.c.rejects.size();
     Tensor* t = k.c.add(tb.build(plan, false));
+    // A reserved argument, or a mask of any shape whose contents are never read (the compress
+    // attention infer's), is not validated: what its memory breaks need not be seen.
+    if (want == Want::any || want == Want::unread_mask)
+        while (k.c.rejects.size() > rejects) {
+            k.c.unknown(k.c.rejects.back(), " (a reserved argument, not validated)");
+            k.c.rejects.pop_back();
+        }
     k.args.push_back({t, want, std::move(ranks), exact});
     return t;
 }
@@ -232,8 +241,12 @@ void fill_block_table(Tensor* t, const std::vector<std::int64_t>& pages, std::in
     for (std::size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<std::int32_t>(i);
     for (std::size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[static_cast<std::size_t>(rng.below(i))]);
     std::size_t next = 0;
-    for (std::int64_t b = 0; b < t->shape[0]; ++b)
-        for (std::int64_t col = 0; col < t->shape[1]; ++col) {
+    // Only the planned rows and columns (the shape may have been made huge; the rest of the
+    // buffer keeps TensorBuilder's small integers).
+    const std::int64_t rows = std::min<std::int64_t>(t->shape[0], static_cast<std::int64_t>(pages.size()));
+    const std::int64_t cols = std::min<std::int64_t>(t->shape[1], max_of(pages) + 1);
+    for (std::int64_t b = 0; b < rows; ++b)
+        for (std::int64_t col = 0; col < cols; ++col) {
             const bool read = b < static_cast<std::int64_t>(pages.size()) && col < pages[static_cast<std::size_t>(b)];
             const std::int32_t v = read ? pool[next++ % pool.size()] : (rng.below(2) ? -1 : static_cast<std::int32_t>(rng.next()));
             const std::int64_t idx[2] = {b, col};
@@ -293,16 +306,16 @@ void judge_call(Call& k) {
                 if (t.elt != Elt::f32) c.reject(t.name(), " is not fp32");
                 break;
             case Want::mask:
+            case Want::unread_mask:
                 if (t.elt != Elt::boolean && t.elt != Elt::u8) c.reject(t.name(), " is not bool/uint8");
                 break;
             case Want::any: break;
         }
-        if (a.ranks.empty()) continue;  // any shape
         if (std::find(a.ranks.begin(), a.ranks.end(), t.rank) == a.ranks.end()) {
             c.reject(t.name(), " has rank ", t.rank);
             continue;
         }
-        if (t.shape_is(t.plan.shape)) continue;
+        if (t.shape_is(t.plan.shape) || a.want == Want::unread_mask) continue;
         if (a.exact && off_plan == 1)
             c.reject(t.name(), " alone is off its shape: ", t.shape_string());
         else
@@ -652,6 +665,14 @@ void decide_heads_and_queries(Input& in, Paged& p, std::int64_t min_batches) {
     p.Qmax = max_of(p.Q) + in.integer("pad_q", 0, 1);
 }
 
+// numHeads, numKeyValueHeads (and the planned sizes, for describe).
+void decide_heads_attrs(Input& in, Call& k, const Paged& p) {
+    k.notes = Case::concat("B=", p.B, " N1=", p.N1, " N2=", p.N2, " Dk=", p.Dk, " Dv=", p.Dv, " P=", p.P, " T=", p.T,
+                           " Q=", p.Qmax);
+    decide_attr(in, k, "numHeads", p.N1);
+    decide_attr(in, k, "numKeyValueHeads", p.N2);
+}
+
 // key / value [numBlocks, P, N2*D] or [numBlocks, P, N2, D] (the same memory), and the table
 // for `pages` pages per batch.
 void add_paged(Input& in, Call& k, Rng& rng, Paged& p, Elt dt) {
@@ -688,10 +709,7 @@ void decode_ca_infer(Input& in, Call& k, Rng& rng) {
         L.push_back(p.Q[b] + in.integer("L", 0, 20));  // raw lengths: L_b >= Q_b (needed with a mask)
         p.pages.push_back(ceil_div(C.back(), p.P));
     }
-    k.notes = Case::concat("B=", p.B, " N1=", p.N1, " N2=", p.N2, " Dk=", p.Dk, " Dv=", p.Dv, " P=", p.P, " T=", p.T,
-                           " Q=", p.Qmax);
-    decide_attr(in, k, "numHeads", p.N1);
-    decide_attr(in, k, "numKeyValueHeads", p.N2);
+    decide_heads_attrs(in, k, p);
     decide_attr(in, k, "selectBlockSize", ls);
     decide_attr(in, k, "selectBlockCount", n);
     decide_attr(in, k, "compressBlockSize", l);
@@ -709,7 +727,7 @@ void decode_ca_infer(Input& in, Call& k, Rng& rng) {
                     {layout == kTND ? 3 : 4}, layout == kTND);
     add_paged(in, k, rng, p, dt);
     Tensor* mask = add(in, k, rng, {"attentionMaskOptional", R::input, true, {p.Qmax, 8}, Elt::boolean, {}},
-                       Want::mask, {}, false);  // any shape
+                       Want::unread_mask, {1, 2, 3, 4}, false);
     Tensor* tmask = add(in, k, rng, {"topKMaskOptional", R::input, true, {p.Qmax, 8}, Elt::boolean, {}}, Want::any, {}, false);
     Tensor* out = add(in, k, rng, {"output", R::output, false, by_layout(layout, p, p.N1, p.Dv), dt, {}}, Want::same,
                       {layout == kTND ? 3 : 4}, true);
@@ -739,9 +757,10 @@ void decode_ca_infer(Input& in, Call& k, Rng& rng) {
     };
     k.facts = [=, &k] {
         LaunchFacts f;
-        const double rows = k.c.output_elements();
+        const double rows = k.c.output_elements();  // over Dv below: (query row, head) pairs times N2
         const double keys = dim(shared->key, 0) * dim(shared->key, 1);
-        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) + k.c.logical_elements();
+        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) / std::max(1.0, dim(shared->value, -1)) +
+                 k.c.logical_elements();
         f.workspace_bound = static_cast<double>(kMaxWorkspace) + 512.0 * k.c.logical_elements() + 64.0 * rows * keys;
         if (!k.c.clean()) {
             f.data_unknown = true;
@@ -764,10 +783,7 @@ void decode_sa_infer(Input& in, Call& k, Rng& rng) {
         L.push_back(p.Q[b] + in.integer("L", 0, 12));
         p.pages.push_back(ceil_div(L.back(), p.P));
     }
-    k.notes = Case::concat("B=", p.B, " N1=", p.N1, " N2=", p.N2, " Dk=", p.Dk, " Dv=", p.Dv, " P=", p.P, " T=", p.T,
-                           " Q=", p.Qmax);
-    decide_attr(in, k, "numHeads", p.N1);
-    decide_attr(in, k, "numKeyValueHeads", p.N2);
+    decide_heads_attrs(in, k, p);
     decide_attr(in, k, "selectBlockSize", ls);
     decide_attr(in, k, "selectBlockCount", n);
     decide_attr(in, k, "pageBlockSize", p.P);
@@ -839,11 +855,12 @@ void decode_sa_infer(Input& in, Call& k, Rng& rng) {
     };
     k.facts = [=, &k] {
         LaunchFacts f;
-        const double rows = k.c.output_elements();
+        const double rows = k.c.output_elements();  // over Dv below: (query row, head) pairs times N2
         const double keys = std::min(dim(shared->key, 0) * dim(shared->key, 1),
                                      std::fabs(static_cast<double>(k.attr("selectBlockSize"))) *
                                          std::fabs(static_cast<double>(k.attr("selectBlockCount"))));
-        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) + k.c.logical_elements();
+        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) / std::max(1.0, dim(shared->value, -1)) +
+                 k.c.logical_elements();
         f.workspace_bound = static_cast<double>(kMaxWorkspace) + 512.0 * k.c.logical_elements() + 64.0 * rows * keys;
         if (!k.c.clean()) {
             f.data_unknown = true;
