@@ -687,10 +687,14 @@ private:
                                                         : in_.pick("offset_edge", kEdgeValues);
                 // A far offset may still land the view inside the (honest) storage: the view then
                 // starts there, and the harness must read and poison it there too.
-                const __int128 first = static_cast<__int128>(t.offset) + t.lo, last = static_cast<__int128>(t.offset) + t.hi;
-                __int128 numel = 1;
-                for (std::int64_t d : t.storage) numel *= d;
-                if (!t.empty && first >= 0 && last < numel) t.origin = t.data_at + t.offset * es;
+                // (An empty view's storage may be anything, so only a non-empty one is measured.)
+                if (!t.empty) {
+                    const __int128 first = static_cast<__int128>(t.offset) + t.lo,
+                                   last = static_cast<__int128>(t.offset) + t.hi;
+                    __int128 numel = 1;
+                    for (std::int64_t d : t.storage) numel *= d;  // honest: at most avail
+                    if (first >= 0 && last < numel) t.origin = t.data_at + t.offset * es;
+                }
             }
             switch (in_.integer("format", 0, 7)) {
                 case 4: t.raw_format = ACL_FORMAT_NCHW; break;
