@@ -1468,11 +1468,11 @@ inline void drive_two_phase(Case& c, const TwoPhaseOp& op, const LaunchChoice& c
     const aclnnStatus rs2 = op.launch(ws ? again.data() : nullptr, ws, ex, nullptr);
     // Contents the harness cannot judge: the second launch may be refused too, unless the first
     // (on a proper launch) succeeded.
-    const bool refused_again = either && !first_ok && rs2 != ACLNN_SUCCESS;
+    const bool refused_again = facts.data_unknown && !first_ok && rs2 != ACLNN_SUCCESS;
     if (refused_again) {
         expect_aclnn_code(op.launch_name, rs2, {ACLNN_ERR_PARAM_INVALID}, "launch-time contents the harness cannot judge");
         c.expect_untouched(op.launch_name);
-    } else if (facts.data_valid || either) {
+    } else if (facts.data_valid || facts.data_unknown) {
         if (rs2 != ACLNN_SUCCESS)
             broken("%s failed when a repeatable executor was launched again: %d %s", op.launch_name, rs2,
                    aclGetRecentErrMsg());
