@@ -689,6 +689,18 @@ void add_paged(Input& in, Call& k, Rng& rng, Paged& p, Elt dt) {
     fill_block_table(p.table, p.pages, p.blocks, rng);
 }
 
+// Work and workspace bounds of a decoding attention that sees `keys` keys per (row, head); off
+// the plan the launch-time contents are not judged.
+LaunchFacts paged_bounds(const Call& k, const Paged& p, double keys) {
+    LaunchFacts f;
+    const double rows = k.c.output_elements();  // over Dv below: (query row, head) pairs times N2
+    f.work = rows * keys * (dim(p.key, -1) + dim(p.value, -1) + 8) / std::max(1.0, dim(p.value, -1)) +
+             k.c.logical_elements();
+    f.workspace_bound = static_cast<double>(kMaxWorkspace) + 512.0 * k.c.logical_elements() + 64.0 * rows * keys;
+    f.data_unknown = !k.c.clean();
+    return f;
+}
+
 // A tensor shaped by the layout: BSND [B, Q, N, D], BSH [B, Q, N*D], TND [T, N, D].
 std::vector<std::int64_t> by_layout(int layout, const Paged& p, std::int64_t N, std::int64_t D) {
     if (layout == kBSND) return {p.B, p.Qmax, N, D};
@@ -756,16 +768,8 @@ void decode_ca_infer(Input& in, Call& k, Rng& rng) {
             k.attr("sparseMode"), h.of(out), h.of(topk), ws, ex);
     };
     k.facts = [=, &k] {
-        LaunchFacts f;
-        const double rows = k.c.output_elements();  // over Dv below: (query row, head) pairs times N2
-        const double keys = dim(shared->key, 0) * dim(shared->key, 1);
-        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) / std::max(1.0, dim(shared->value, -1)) +
-                 k.c.logical_elements();
-        f.workspace_bound = static_cast<double>(kMaxWorkspace) + 512.0 * k.c.logical_elements() + 64.0 * rows * keys;
-        if (!k.c.clean()) {
-            f.data_unknown = true;
-            return f;
-        }
+        LaunchFacts f = paged_bounds(k, *shared, dim(shared->key, 0) * dim(shared->key, 1));
+        if (f.data_unknown) return f;
         check_pages(f, shared->table, shared->pages, shared->blocks);
         return f;
     };
@@ -854,18 +858,11 @@ void decode_sa_infer(Input& in, Call& k, Rng& rng) {
             k.attr("sparseMode"), h.mut(out), ws, ex);
     };
     k.facts = [=, &k] {
-        LaunchFacts f;
-        const double rows = k.c.output_elements();  // over Dv below: (query row, head) pairs times N2
         const double keys = std::min(dim(shared->key, 0) * dim(shared->key, 1),
                                      std::fabs(static_cast<double>(k.attr("selectBlockSize"))) *
                                          std::fabs(static_cast<double>(k.attr("selectBlockCount"))));
-        f.work = rows * keys * (dim(shared->key, -1) + dim(shared->value, -1) + 8) / std::max(1.0, dim(shared->value, -1)) +
-                 k.c.logical_elements();
-        f.workspace_bound = static_cast<double>(kMaxWorkspace) + 512.0 * k.c.logical_elements() + 64.0 * rows * keys;
-        if (!k.c.clean()) {
-            f.data_unknown = true;
-            return f;
-        }
+        LaunchFacts f = paged_bounds(k, *shared, keys);
+        if (f.data_unknown) return f;
         for (std::int64_t b = 0; b < shared->B; ++b)
             for (std::int64_t s = 0; s < shared->Q[b]; ++s)
                 for (std::int64_t n2 = 0; n2 < shared->N2; ++n2)
