@@ -14,42 +14,13 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Operators.
 
-struct IntArray {
-    aclIntArray* handle = nullptr;
-    ~IntArray() { aclDestroyIntArray(handle); }
-};
-
-// An actualSeq* array as the C caller builds it; NULL values with a size must be refused.
-void create_int_array(const sa::SeqLens& s, IntArray& out) {
-    if (!s.given) return;
-    arm_error_message();
-    out.handle = aclCreateIntArray(s.null_pointer ? nullptr : s.values.data(), s.values.size());
-    if (s.null_pointer && !s.values.empty()) {
-        if (out.handle != nullptr) broken("aclCreateIntArray accepted NULL values with size %zu", s.values.size());
-        expect_error_message("aclCreateIntArray");
-        return;
-    }
-    if (out.handle == nullptr)
-        broken("aclCreateIntArray refused %zu values: %s", s.values.size(), aclGetRecentErrMsg());
-    std::uint64_t n = 0;
-    if (aclGetIntArraySize(out.handle, &n) != ACLNN_SUCCESS || n != s.values.size())
-        broken("aclGetIntArraySize does not return the size given (%zu)", s.values.size());
-}
-
 void run_operator(sa::SaCase& s, const LaunchChoice& choice, Rng& rng) {
-    std::vector<std::unique_ptr<AclTensor>> handles;
-    auto handle_of = [&](Tensor* t) -> const aclTensor* {
-        for (std::size_t i = 0; i < s.c.tensors.size(); ++i)
-            if (s.c.tensors[i].get() == t) return handles[i]->handle;
-        return nullptr;
-    };
-    for (auto& t : s.c.tensors) {
-        handles.push_back(std::make_unique<AclTensor>());
-        create_acl_tensor(s.c, *t, *handles.back());
-    }
+    AclHandles handles;
+    handles.create(s.c);
+    auto handle_of = [&](const Tensor* t) { return handles.of(t); };
     IntArray seq_q, seq_kv;
-    create_int_array(s.seq_q, seq_q);
-    create_int_array(s.seq_kv, seq_kv);
+    create_int_array(s.seq_q.given, s.seq_q.null_pointer, s.seq_q.values, seq_q);
+    create_int_array(s.seq_kv.given, s.seq_kv.null_pointer, s.seq_kv.values, seq_kv);
     sa::judge(s);
 
     std::string layout_storage = sa::kLayouts[s.layout] ? sa::kLayouts[s.layout] : "";
@@ -82,9 +53,7 @@ void run_operator(sa::SaCase& s, const LaunchChoice& choice, Rng& rng) {
         };
     }
     op.facts = [&] { return sa::facts(s); };
-    op.destroy_tensors = [&] {
-        for (auto& h : handles) h->reset();
-    };
+    op.destroy_tensors = [&] { handles.reset(); };
     drive_two_phase(s.c, op, choice, rng);
 
     // Required pointers, one at a time, on an otherwise unchanged call: always 161001.

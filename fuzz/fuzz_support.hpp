@@ -291,7 +291,9 @@ inline std::uint16_t f32_to_bf16_bits(float f) {
 // ---------------------------------------------------------------------------------------------
 // Tensors.
 
-enum class Role { input, output };
+// inout: a tensor the call updates in place (a cache): filled like an input, it may change only
+// inside its view and only when the call succeeds.
+enum class Role { input, output, inout };
 
 // What an operator's rules want of one argument.
 struct TensorPlan {
@@ -341,6 +343,7 @@ struct Tensor {
 
     const char* name() const { return plan.name; }
     bool is_output() const { return plan.role == Role::output; }
+    bool is_written() const { return plan.role != Role::input; }
     unsigned char* data_pointer() const { return null_data ? nullptr : buffer.get() + data_at; }
     unsigned char* origin_pointer() const { return null_data ? nullptr : buffer.get() + origin; }
 
@@ -382,24 +385,55 @@ struct Tensor {
     template <class T>
     T read(std::int64_t i, std::int64_t j, std::int64_t k) const {  // rank-3 read (harness oracles)
         const std::int64_t idx[3] = {i, j, k};
+        return get<T>(idx);
+    }
+    // Any rank (idx has `rank` entries).
+    template <class T>
+    T get(const std::int64_t* idx) const {
         std::int64_t at = 0;
-        if (!element_at(idx, &at))
-            broken("harness bug: %s[%lld, %lld, %lld] outside its buffer", name(), (long long)i, (long long)j,
-                   (long long)k);
+        if (!element_at(idx, &at)) broken("harness bug: an element of %s outside its buffer", name());
         T v;
         std::memcpy(&v, buffer.get() + at, sizeof v);
         return v;
+    }
+    // Stores v at idx when that element is in the buffer (false when it is not).
+    template <class T>
+    bool put(const std::int64_t* idx, T v) {
+        std::int64_t at = 0;
+        if (null_data || !element_at(idx, &at)) return false;
+        std::memcpy(buffer.get() + at, &v, sizeof v);
+        return true;
+    }
+    // A float element as a double (f16, bf16, f32, f64 only).
+    double load(const std::int64_t* idx) const {
+        switch (elt) {
+            case Elt::f16: return aclFloat16ToFloat(get<std::uint16_t>(idx));
+            case Elt::bf16: {
+                const std::uint32_t u = std::uint32_t{get<std::uint16_t>(idx)} << 16;
+                float f;
+                std::memcpy(&f, &u, 4);
+                return f;
+            }
+            case Elt::f32: return get<float>(idx);
+            case Elt::f64: return get<double>(idx);
+            default: broken("harness bug: load() of %s, which is not a float tensor", name());
+        }
     }
 
     // Calls fn(byte offset) for every element of the view (numel must be small).
     template <class Fn>
     void for_each_element(Fn&& fn) const {
+        for_each_index([&](const std::int64_t*, std::int64_t at) { fn(at); });
+    }
+    // The same with the element's index: fn(idx, byte offset).
+    template <class Fn>
+    void for_each_index(Fn&& fn) const {
         if (!present || empty) return;
         std::int64_t idx[kMaxHarnessRank] = {};
         for (;;) {
             std::int64_t at = 0;
             if (!element_at(idx, &at)) broken("harness bug: %s has an element outside its buffer", name());
-            fn(at);
+            fn(static_cast<const std::int64_t*>(idx), at);
             int d = rank - 1;
             while (d >= 0 && ++idx[d] == shape[d]) idx[d--] = 0;
             if (d < 0) return;
@@ -648,9 +682,20 @@ private:
             }
             // A far offset only where nothing can be read through it: an empty view, or storage
             // dims that honestly describe the buffer (the library must then reject the view).
-            if (offset_mode == 7 && (t.empty || honest_storage(t.storage, avail)))
+            if (offset_mode == 7 && (t.empty || honest_storage(t.storage, avail))) {
                 t.offset = in_.chance("offset_wild", 2) ? in_.integer("offset_value", kI64Min, kI64Max)
                                                         : in_.pick("offset_edge", kEdgeValues);
+                // A far offset may still land the view inside the (honest) storage: the view then
+                // starts there, and the harness must read and poison it there too.
+                // (An empty view's storage may be anything, so only a non-empty one is measured.)
+                if (!t.empty) {
+                    const __int128 first = static_cast<__int128>(t.offset) + t.lo,
+                                   last = static_cast<__int128>(t.offset) + t.hi;
+                    __int128 numel = 1;
+                    for (std::int64_t d : t.storage) numel *= d;  // honest: at most avail
+                    if (first >= 0 && last < numel) t.origin = t.data_at + t.offset * es;
+                }
+            }
             switch (in_.integer("format", 0, 7)) {
                 case 4: t.raw_format = ACL_FORMAT_NCHW; break;
                 case 5: t.raw_format = ACL_FORMAT_NHWC; break;
@@ -738,12 +783,21 @@ public:
         unknowns.push_back(concat(parts...));
     }
     bool must_reject() const { return !rejects.empty(); }
+    // Drops the verdicts about one tensor (each starts with its name).
+    void forget(const char* name) {
+        const std::string n(name);
+        auto about = [&](const std::string& r) {
+            return r.size() > n.size() && r.compare(0, n.size(), n) == 0 && (r[n.size()] == ' ' || r[n.size()] == ':');
+        };
+        rejects.erase(std::remove_if(rejects.begin(), rejects.end(), about), rejects.end());
+        unknowns.erase(std::remove_if(unknowns.begin(), unknowns.end(), about), unknowns.end());
+    }
     bool clean() const { return rejects.empty() && unknowns.empty(); }
 
     double output_elements() const {
         double n = 0;
         for (auto& t : tensors)
-            if (t->is_output()) n += t->logical_numel();
+            if (t->is_written()) n += t->logical_numel();
         return n;
     }
     double logical_elements() const {
@@ -752,12 +806,13 @@ public:
         return n;
     }
 
-    // Before a call: outputs poisoned with 0xFF bytes (a NaN no arithmetic produces), every
-    // buffer remembered.
+    // Before a call: outputs poisoned with 0xFF bytes (a NaN no arithmetic produces; integer
+    // outputs get 0xA5, since 0xFF... is -1, a value index outputs write), every buffer
+    // remembered (in/out tensors keep their contents).
     void arm() {
         for (auto& t : tensors) {
             if (!t->buffer) continue;  // absent
-            if (t->is_output()) std::memset(t->buffer.get(), 0xFF, t->bytes);
+            if (t->is_output()) std::memset(t->buffer.get(), poison_of(*t), t->bytes);
             t->snapshot.assign(t->buffer.get(), t->buffer.get() + t->bytes);
         }
     }
@@ -774,9 +829,20 @@ public:
     // output buffer changed, every input unchanged.
     void expect_written(const char* call) const {
         for (auto& t : tensors) {
-            if (!t->is_output()) {
+            if (t->plan.role == Role::input) {
                 if (!same_bytes(t->snapshot.data(), t->buffer.get(), t->bytes))
                     broken("%s succeeded but changed input %s (%s)", call, t->name(), first_difference(*t).c_str());
+                continue;
+            }
+            if (t->plan.role == Role::inout) {  // any element of the view may change, nothing else
+                if (!t->present || t->null_data) continue;
+                std::vector<unsigned char> in_view(t->bytes, 0);
+                t->for_each_element([&](std::int64_t at) {
+                    for (std::size_t b = 0; b < t->esize; ++b) in_view[static_cast<std::size_t>(at) + b] = 1;
+                });
+                for (std::size_t b = 0; b < t->bytes; ++b)
+                    if (!in_view[b] && t->buffer[b] != t->snapshot[b])
+                        broken("%s succeeded but wrote byte %zu of %s's buffer, outside its view", call, b, t->name());
                 continue;
             }
             if (!t->present || t->null_data) continue;
@@ -785,16 +851,29 @@ public:
                 bool all_poison = true;
                 for (std::size_t b = 0; b < t->esize; ++b) {
                     in_view[static_cast<std::size_t>(at) + b] = 1;
-                    all_poison &= t->buffer[static_cast<std::size_t>(at) + b] == 0xFF;
+                    all_poison &= t->buffer[static_cast<std::size_t>(at) + b] == poison_of(*t);
                 }
                 if (all_poison)
                     broken("%s succeeded but left element at byte %lld of output %s unwritten", call, (long long)at,
                            t->name());
             });
             for (std::size_t b = 0; b < t->bytes; ++b)
-                if (!in_view[b] && t->buffer[b] != 0xFF)
+                if (!in_view[b] && t->buffer[b] != poison_of(*t))
                     broken("%s succeeded but wrote byte %zu of output %s's buffer, outside its view", call, b,
                            t->name());
+        }
+    }
+
+    // After a successful call on finite inputs: every element of every float output view finite.
+    void expect_finite(const char* call) const {
+        for (auto& t : tensors) {
+            if (!t->is_written() || !t->present || t->null_data) continue;
+            if (t->elt != Elt::f16 && t->elt != Elt::bf16 && t->elt != Elt::f32 && t->elt != Elt::f64) continue;
+            t->for_each_index([&](const std::int64_t* idx, std::int64_t at) {
+                if (!std::isfinite(t->load(idx)))
+                    broken("%s succeeded on finite inputs but wrote a non-finite value at byte %lld of %s", call,
+                           (long long)at, t->name());
+            });
         }
     }
 
@@ -805,7 +884,7 @@ public:
                 continue;
             }
             std::fprintf(f, "  %-18s %s %s dtype %d (%s) strides %s buffer %zu B origin %lld", t->name(),
-                         t->is_output() ? "out" : "in ", t->shape_string().c_str(), t->raw_dtype, elt_name(t->elt),
+                         t->is_output() ? "out" : t->is_written() ? "i/o" : "in ", t->shape_string().c_str(), t->raw_dtype, elt_name(t->elt),
                          t->strides_string().c_str(), t->bytes, (long long)t->origin);
             if (t->null_data) std::fprintf(f, " NULL-DATA");
             if (t->misalign) std::fprintf(f, " misaligned+%d", t->misalign);
@@ -833,6 +912,7 @@ public:
     }
 
 private:
+    static unsigned char poison_of(const Tensor& t) { return t.elt == Elt::i32 || t.elt == Elt::i64 ? 0xA5 : 0xFF; }
     static void append(std::string& s, const char* p) { s += p; }
     static void append(std::string& s, const std::string& p) { s += p; }
     template <class T>
@@ -874,8 +954,8 @@ private:
         if (t.misalign && !t.empty && !t.null_data)
             rule(t.name(), " is not aligned to its element size (misaligned by ", t.misalign, " bytes)");
         if (api == Api::capi) judge_storage(t);
-        if (t.is_output() && !t.empty && !t.lying) judge_overlap(t);
-        if (t.altered && t.is_output()) unknown(t.name(), " is a broadcast output (strides refit to its buffer)");
+        if (t.is_written() && !t.empty && !t.lying) judge_overlap(t);
+        if (t.altered && t.is_written()) unknown(t.name(), " is a broadcast output (strides refit to its buffer)");
     }
 
     void judge_storage(const Tensor& t) {
@@ -1019,10 +1099,58 @@ inline void create_acl_tensor(Case& c, Tensor& t, AclTensor& out) {
         if (!may_refuse) broken("aclCreateTensor refused %s: %s", t.name(), aclGetRecentErrMsg());
         t.present = false;
         if (!t.plan.optional) c.reject(t.name(), ": aclCreateTensor refused it, the operator gets NULL");
+        else c.forget(t.name());  // an absent optional tensor: what its memory broke no longer counts
         return;
     }
     if (t.rank > 8 || t.storage.size() > 8) c.unknown(t.name(), ": aclCreateTensor accepted more than 8 dims");
     check_getters(t, out.handle);
+}
+
+// The aclTensor handles of every tensor of a case, in order.
+struct AclHandles {
+    const Case* c = nullptr;
+    std::vector<std::unique_ptr<AclTensor>> h;
+    void create(Case& cs) {
+        c = &cs;
+        for (auto& t : cs.tensors) {
+            h.push_back(std::make_unique<AclTensor>());
+            create_acl_tensor(cs, *t, *h.back());
+        }
+    }
+    const aclTensor* of(const Tensor* t) const {
+        for (std::size_t i = 0; i < c->tensors.size(); ++i)
+            if (c->tensors[i].get() == t) return h[i]->handle;
+        return nullptr;
+    }
+    aclTensor* mut(const Tensor* t) const { return const_cast<aclTensor*>(of(t)); }  // CANN's non-const outputs
+    void reset() {
+        for (auto& x : h) x->reset();
+    }
+};
+
+// An int64 array argument (the sequence lengths) as a C caller builds it: absent, NULL values
+// with a size (which aclCreateIntArray must refuse, so the operator gets NULL), or values.
+struct IntArray {
+    aclIntArray* handle = nullptr;
+    IntArray() = default;
+    IntArray(const IntArray&) = delete;
+    IntArray& operator=(const IntArray&) = delete;
+    ~IntArray() { aclDestroyIntArray(handle); }
+};
+
+inline void create_int_array(bool given, bool null_pointer, const std::vector<std::int64_t>& values, IntArray& out) {
+    if (!given) return;
+    arm_error_message();
+    out.handle = aclCreateIntArray(null_pointer ? nullptr : values.data(), values.size());
+    if (null_pointer && !values.empty()) {
+        if (out.handle != nullptr) broken("aclCreateIntArray accepted NULL values with size %zu", values.size());
+        expect_error_message("aclCreateIntArray");
+        return;
+    }
+    if (out.handle == nullptr) broken("aclCreateIntArray refused %zu values: %s", values.size(), aclGetRecentErrMsg());
+    std::uint64_t n = 0;
+    if (aclGetIntArraySize(out.handle, &n) != ACLNN_SUCCESS || n != values.size())
+        broken("aclGetIntArraySize does not return the size given (%zu)", values.size());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1152,6 +1280,7 @@ inline LaunchChoice decide_launch(Input& in) {
 struct LaunchFacts {
     bool data_valid = true;      // the contents the launch checks (topk indices) obey the rules
     std::string data_problem;    // why not
+    bool data_unknown = false;   // the harness cannot tell: success or 161002 with nothing written
     double work = 0;             // multiply-adds a sensible implementation does
     double workspace_bound = 0;  // bytes of workspace no sensible implementation exceeds
 };
@@ -1165,6 +1294,7 @@ struct TwoPhaseOp {
     aclnnStatus (*other_launch)(void*, std::uint64_t, aclOpExecutor*, aclrtStream);
     std::function<LaunchFacts()> facts;
     std::function<void()> destroy_tensors;  // releases the aclTensor handles (after phase one)
+    std::function<void(const char*)> after_success;  // optional: the operator's own checks of a success
 };
 
 // A stream in the state the choice asks for; destroyed (if live) when this goes.
@@ -1284,11 +1414,30 @@ inline void drive_two_phase(Case& c, const TwoPhaseOp& op, const LaunchChoice& c
     const char* entry_name = ch.wrong_entry ? op.other_launch_name : op.launch_name;
     auto entry = ch.wrong_entry ? op.other_launch : op.launch;
 
+    // Contents the harness cannot judge: either outcome, each checked as such.
+    const bool either = codes.empty() && facts.data_unknown;
     arm_error_message();
     const aclnnStatus rs = entry(ws_ptr, given_size, ex, stream.get());
+    if (either && rs != ACLNN_SUCCESS) {
+        expect_aclnn_code(entry_name, rs, {ACLNN_ERR_PARAM_INVALID}, "launch-time contents the harness cannot judge");
+        c.expect_untouched(entry_name);
+        block.expect_guards(entry_name);
+        if (ch.repeatable) {  // the same contents must be rejected again
+            c.arm();
+            arm_error_message();
+            expect_aclnn_code(op.launch_name, op.launch(ws_ptr, given_size, ex, stream.get()),
+                              {ACLNN_ERR_PARAM_INVALID}, "rejected once, the same launch again");
+            c.expect_untouched(op.launch_name);
+            arm_error_message();
+            if (aclDestroyAclOpExecutor(ex) != ACLNN_SUCCESS)
+                broken("aclDestroyAclOpExecutor failed on a live repeatable executor: %s", aclGetRecentErrMsg());
+            return;
+        }
+        return expect_consumed(ex, "its launch");
+    }
     FUZZ_LOG("%s: %d %s (expected %s)\n", entry_name, rs, rs ? aclGetRecentErrMsg() : "",
              codes.empty() && facts.data_valid ? "success" : (why.empty() ? facts.data_problem.c_str() : why.c_str()));
-    if (!codes.empty() || !facts.data_valid) {
+    if (!codes.empty() || (!facts.data_valid && !either)) {
         if (codes.empty()) codes.push_back(ACLNN_ERR_PARAM_INVALID), why = facts.data_problem;
         if (rs == ACLNN_SUCCESS) broken("%s succeeded but must fail: %s", entry_name, why.c_str());
         std::vector<aclnnStatus> accepted = codes;
@@ -1304,6 +1453,7 @@ inline void drive_two_phase(Case& c, const TwoPhaseOp& op, const LaunchChoice& c
         if (rs != ACLNN_SUCCESS) broken("%s failed on a valid launch: %d %s", entry_name, rs, aclGetRecentErrMsg());
         c.expect_written(entry_name);
         block.expect_guards(entry_name);
+        if (op.after_success) op.after_success(entry_name);
     }
     if (!ch.repeatable) return expect_consumed(ex, "its launch");
 
@@ -1316,7 +1466,13 @@ inline void drive_two_phase(Case& c, const TwoPhaseOp& op, const LaunchChoice& c
     GuardedBlock again(static_cast<std::size_t>(ws), 0, rng);
     arm_error_message();
     const aclnnStatus rs2 = op.launch(ws ? again.data() : nullptr, ws, ex, nullptr);
-    if (facts.data_valid) {
+    // Contents the harness cannot judge: the second launch may be refused too, unless the first
+    // (on a proper launch) succeeded.
+    const bool refused_again = facts.data_unknown && !first_ok && rs2 != ACLNN_SUCCESS;
+    if (refused_again) {
+        expect_aclnn_code(op.launch_name, rs2, {ACLNN_ERR_PARAM_INVALID}, "launch-time contents the harness cannot judge");
+        c.expect_untouched(op.launch_name);
+    } else if (facts.data_valid || facts.data_unknown) {
         if (rs2 != ACLNN_SUCCESS)
             broken("%s failed when a repeatable executor was launched again: %d %s", op.launch_name, rs2,
                    aclGetRecentErrMsg());

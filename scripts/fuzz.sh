@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(capi_selected_attention native_selected_attention executor_misuse)
+  targets=(capi_selected_attention native_selected_attention executor_misuse capi_family)
 fi
 
 bash scripts/install-deps.sh

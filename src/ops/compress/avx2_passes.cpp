@@ -28,11 +28,13 @@ using namespace opennsa::detail::avx2;
 // One (window, head) of the forward, elements [e0, e0 + 8*NV): acc[k] = sum_r w[r] * row_r.
 template <class S, bool kUnit, int NV>
 NSA_AVX2 inline void window_block(const Problem& p, std::int64_t t0, std::int64_t h, std::int64_t e0, std::int64_t o) {
-    const std::int64_t rs = p.input.strides[0], es = p.input.strides[2];
-    const S* row = element<const S>(p.input, t0, h, e0);
+    const std::int64_t es = p.input.strides[2];
     __m256 acc[NV];
     for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
-    for (std::int64_t r = 0; r < p.l; ++r, row += rs) {
+    for (std::int64_t r = 0; r < p.l; ++r) {
+        // Each row's address from its index: stepping on past the last row could leave the
+        // address space (a dimension of one row may have any stride).
+        const S* row = element<const S>(p.input, t0 + r, h, e0);
         const __m256 w = _mm256_set1_ps(load_acc(element<const S>(p.weight, r, h)));
         for (int k = 0; k < NV; ++k)
             acc[k] = _mm256_fmadd_ps(w, load8_strided<S, kUnit>(row + k * kLanes * es, es), acc[k]);

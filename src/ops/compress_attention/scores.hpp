@@ -28,10 +28,11 @@ inline void block_scores(std::int64_t m, std::int64_t n, const A* psum, std::int
                          A* score) noexcept {
     constexpr std::int64_t kGroup = 8;
     // Block J's taps cover positions [J*m - (n - 2), (J + 1)*m]; the weight of position J*m + u is
-    // n - 1 + u for u <= 0 and min(n, m + 1 - u) above (w(t) with t = m - u, no overflow).
-    const auto weight = [&](std::int64_t u) { return static_cast<A>(u <= 0 ? n - 1 + u : std::min(n, m + 1 - u)); };
-    // Interior blocks: J*m >= n - 2 and (J + 1)*m <= C - 1.
-    const std::int64_t first_inner = n <= 2 ? 0 : (n - 2 + m - 1) / m;
+    // n - 1 + u for u <= 0 and min(n, m + 1 - u) above (w(t) with t = m - u). Taps have
+    // u <= m, so m - u + 1 <= m fits for any m; m + 1 - u would overflow at m = INT64_MAX.
+    const auto weight = [&](std::int64_t u) { return static_cast<A>(u <= 0 ? n - 1 + u : std::min(n, m - u + 1)); };
+    // Interior blocks: J*m >= n - 2 and (J + 1)*m <= C - 1. ceil((n - 2) / m) without n - 2 + m.
+    const std::int64_t first_inner = n <= 2 ? 0 : (n - 2) / m + ((n - 2) % m != 0 ? 1 : 0);
     const std::int64_t inner_end = C - 1 >= m ? std::min(ns, (C - 1) / m) : 0;  // J + 1 <= (C - 1) / m
     std::int64_t J = 0;
     const auto scalar = [&](std::int64_t b) {

@@ -182,3 +182,41 @@ TEST(CompressPaths, CallerWorkspace) {
         EXPECT_TRUE(t.output.fully_written());
     }
 }
+
+// A dimension of one element may have any stride: no element is addressed through it. The AVX2
+// forward used to step its row pointer on past the last window row by the input's row stride,
+// a pointer overflow for T = l = 1 and a row stride of -8.6e17 (UBSan; found by
+// fuzz/capi_family, reproducer fuzz/findings/capi_family/found-compress-one-row-any-stride).
+TEST(CompressPaths, OneRowTakesAnyRowStride) {
+    constexpr std::int64_t N = 3, D = 32;
+    for (const char* path : kernel_paths()) {
+        PathScope scope(path);
+        SCOPED_TRACE(path);
+        for (std::int64_t stride : {std::int64_t{-858628030536279746}, std::numeric_limits<std::int64_t>::max(),
+                                    std::numeric_limits<std::int64_t>::min() + 1}) {
+            SCOPED_TRACE(stride);
+            std::vector<float> x(N * D), w(N), out(N * D, NAN), g(N * D), dx(N * D, NAN), dw(N, NAN);
+            for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.25f * static_cast<float>(i % 7) - 0.5f, g[i] = 0.5f;
+            for (std::size_t h = 0; h < w.size(); ++h) w[h] = 1.0f + static_cast<float>(h);
+            const auto one_row = [&](void* data) { return TensorView::strided(data, DType::f32, {1, N, D}, {stride, D, 1}); };
+            opennsa::CompressParams p;
+            p.block_size = p.stride = 1;
+            p.seq_lens = {1};
+            opennsa::compress({one_row(x.data()), TensorView::contiguous(w.data(), DType::f32, {1, N}), one_row(out.data())}, p);
+            for (std::int64_t h = 0; h < N; ++h)
+                for (std::int64_t e = 0; e < D; ++e) EXPECT_EQ(out[h * D + e], w[h] * x[h * D + e]) << h << ", " << e;
+            opennsa::compress_backward({one_row(g.data()), one_row(x.data()),
+                                        TensorView::contiguous(w.data(), DType::f32, {1, N}), one_row(dx.data()),
+                                        TensorView::contiguous(dw.data(), DType::f32, {1, N})},
+                                       p);
+            for (std::int64_t h = 0; h < N; ++h) {
+                double want = 0;
+                for (std::int64_t e = 0; e < D; ++e) {
+                    EXPECT_EQ(dx[h * D + e], w[h] * g[h * D + e]);
+                    want += 0.5 * x[h * D + e];
+                }
+                EXPECT_NEAR(dw[h], want, 1e-5);
+            }
+        }
+    }
+}

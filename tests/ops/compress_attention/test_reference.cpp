@@ -222,6 +222,23 @@ TEST(CompressReference, StencilWeightsCountPairs) {
             }
 }
 
+// The library's block scores (scores.hpp) for block lengths up to INT64_MAX (m = l' / d; any l'
+// is allowed): the same sums as the reference, without the signed overflow of m + 1 - u and
+// n - 2 + m - 1 that UBSan reported for l' = INT64_MAX, d = 1 (found by fuzz/capi_family through
+// aclnnNsaCompressAttentionInfer, reproducer fuzz/findings/capi_family/found-select-block-size-int64-max).
+TEST(CompressReference, BlockScoresTakeAnyBlockLength) {
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    for (std::int64_t m : {kMax, kMax - 1, std::int64_t{1} << 62, std::int64_t{1} << 31})
+        for (std::int64_t n : {1, 2, 3, 4, 7})
+            for (std::int64_t C = 1; C <= 9; ++C) {
+                std::vector<double> psum(static_cast<std::size_t>(C));
+                for (std::int64_t j = 0; j < C; ++j) psum[static_cast<std::size_t>(j)] = 0.125 * static_cast<double>(j + 1);
+                double score = -1;  // one block: ceil(C / m) = 1
+                ca::block_scores(m, n, psum.data(), C, 1, &score);
+                EXPECT_EQ(score, ca::reference::block_scores(psum, 1, m, n)[0]) << "m=" << m << " n=" << n << " C=" << C;
+            }
+}
+
 TEST(CompressReference, BackwardIsTheGradientOfTheForward) {
     const std::int64_t modes[][2] = {{1, 0}, {1, 1}, {0, 1}, {2, 0}, {2, 1}};
     for (const auto& mode : modes) {
