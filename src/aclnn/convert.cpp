@@ -35,9 +35,12 @@ void check_storage(const aclTensor& t, const char* name) {
     for (std::int64_t d : t.storage_dims)
         if (d < 0 || __builtin_mul_overflow(storage, d, &storage))
             raise(ErrorCode::invalid_argument, name, ": storage shape has a negative or overflowing dimension");
+    // An empty (or invalid, reported later) view reads nothing, whichever dimension is 0: checked
+    // before any reach is summed, because the other dimensions' reach may overflow.
+    for (std::int64_t d : t.view_dims)
+        if (d <= 0) return;
     std::int64_t lo = t.offset, hi = t.offset;
     for (std::size_t d = 0; d < t.view_dims.size(); ++d) {
-        if (t.view_dims[d] <= 0) return;  // an empty (or invalid, reported later) view reads nothing
         std::int64_t reach = 0;
         if (__builtin_mul_overflow(t.view_dims[d] - 1, t.strides[d], &reach) ||
             __builtin_add_overflow(reach < 0 ? lo : hi, reach, reach < 0 ? &lo : &hi))

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "aclnn/convert.hpp"
 #include "capi_util.hpp"
 
 using namespace capi_test;
@@ -102,6 +103,33 @@ TEST(CapiHardening, EmptyViewWithHugeOffset) {
         EXPECT_EQ(aclnnNsaSelectedAttention(nullptr, 0, ex, nullptr), ACLNN_SUCCESS) << aclGetRecentErrMsg();
         aclDestroyTensor(q);
     }
+}
+
+// Found by fuzz/capi_family (fuzz/findings/capi_family/found-empty-view-later-zero-dim): a view whose
+// zero-sized dimension is not the first, with declared storage, strides -1 and offset INT64_MIN (an
+// empty block table [3, 0] of a call with no compressed token) was rejected as an int64 overflow
+// of its reach, summed over the dimensions before the zero one; an empty view reads nothing.
+TEST(CapiHardening, EmptyViewWithLaterZeroDimAndHugeOffset) {
+    alignas(8) std::int32_t cell = 0;
+    const std::int64_t storage[1] = {5};
+    for (const std::int64_t offset : {std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max()})
+        for (const std::int64_t stride : {std::int64_t{-1}, std::numeric_limits<std::int64_t>::max()}) {
+            SCOPED_TRACE(::testing::Message() << "offset " << offset << ", stride " << stride);
+            const std::int64_t shape[3] = {3, 7, 0}, strides[3] = {stride, stride, stride};
+            aclTensor* t = aclCreateTensor(shape, 3, ACL_INT32, strides, offset, ACL_FORMAT_ND, storage, 1, &cell);
+            ASSERT_NE(t, nullptr);
+            opennsa::TensorView v;
+            EXPECT_NO_THROW(v = opennsa::capi::to_view(t, "blockTableOptional"));
+            EXPECT_EQ(v.shape[2], 0);
+            EXPECT_EQ(v.data, &cell);
+            aclDestroyTensor(t);
+        }
+    // A non-empty view with the same reach is still an error.
+    const std::int64_t shape[2] = {3, 1}, strides[2] = {-1, -1};
+    aclTensor* t = aclCreateTensor(shape, 2, ACL_INT32, strides, std::numeric_limits<std::int64_t>::min(),
+                                   ACL_FORMAT_ND, storage, 1, &cell);
+    EXPECT_THROW(opennsa::capi::to_view(t, "blockTableOptional"), opennsa::Error);
+    aclDestroyTensor(t);
 }
 
 // Defect 4: a data pointer that is not aligned to its element size is rejected in phase one.
