@@ -143,9 +143,7 @@ class PagedKVCache:
     def append(self, b: int, keys: torch.Tensor, values: torch.Tensor):
         """Stores the K and V rows [n, N2, D] of n new tokens of sequence b."""
         start, n = self.lengths[b], keys.shape[0]
-        if start + n > self.max_seq_len:
-            raise ValueError(f"PagedKVCache: sequence {b} would hold {start + n} tokens; max_seq_len is "
-                             f"{self.max_seq_len}")
+        self.check_room([n if i == b else 0 for i in range(self.batch_size)])
         self.raw.reserve(b, start + n)
         self.raw.write(self.raw.slots(b, torch.arange(start, start + n)), keys, values)
         self.lengths[b] = start + n

@@ -19,7 +19,7 @@ from ._compress import npu_nsa_compress
 from ._compress_attention import npu_nsa_compress_attention
 from ._compress_attention_infer import npu_nsa_compress_attention_infer
 from ._compress_with_cache import npu_nsa_compress_infer
-from ._kv_cache import PagedKVCache
+from ._kv_cache import PagedKVCache, compressed_count
 from ._select_attention_infer import npu_nsa_select_attention_infer
 from ._sliding_window import _cumulative, sliding_window_attention
 from . import npu_nsa_select_attention
@@ -35,9 +35,7 @@ def compressed_seq_ends(seq_ends: Sequence[int], compress_block_size: int, compr
     (the row offsets of npu_nsa_compress's output, which the compressed attention takes)."""
     ends, total, begin = [], 0, 0
     for end in seq_ends:
-        s = end - begin
-        if s >= compress_block_size:
-            total += (s - compress_block_size) // compress_stride + 1
+        total += compressed_count(end - begin, compress_block_size, compress_stride)
         ends.append(total)
         begin = end
     return ends
