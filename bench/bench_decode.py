@@ -87,7 +87,7 @@ def bench_one(length, batch, heads, dtype_name, steps):
 
         def projections():
             q, k, v, gates = layer.project(x)
-            return layer.o_proj((gates[:, :, 2:3] * q[..., :64]).reshape(batch, n1 * 64))
+            return layer.linear(layer.o_proj, (gates[:, :, 2:3] * q[..., :64]).reshape(batch, n1 * 64))
         result["projections_ms"] = timed(projections, steps)
 
         keys = torch.randn(batch, n2, length, 64, generator=gen).to(dtype)
@@ -97,7 +97,7 @@ def bench_one(length, batch, heads, dtype_name, steps):
             q, k, v, gates = layer.project(x)
             o = torch.nn.functional.scaled_dot_product_attention(q.view(batch, n1, 1, 64), keys, values,
                                                                  enable_gqa=True)
-            return layer.o_proj((gates[:, :, 2:3] * o.view(batch, n1, 64)).reshape(batch, n1 * 64))
+            return layer.linear(layer.o_proj, (gates[:, :, 2:3] * o.view(batch, n1, 64)).reshape(batch, n1 * 64))
         result["dense_ms"] = timed(dense, steps)
     return result
 

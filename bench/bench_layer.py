@@ -5,6 +5,8 @@
              softmax, autograd), in the layer's dtype
   dense      the same projections with dense causal attention instead of the three branches:
              torch.nn.functional.scaled_dot_product_attention(is_causal=True, enable_gqa=True)
+  dense32    dense with SDPA computed in fp32 (q, k, v cast, the output cast back): for 16-bit
+             inputs on CPUs where torch's 16-bit SDPA is slow (AVX2: about 6x fp32's time)
   projections  only the projections and gates (no attention): the cost all three share
   compressed, selected, window  the layer with that branch alone (branches=(...,)): minus the
              projections' time, the branch's own cost
@@ -14,7 +16,7 @@ sequence of T tokens, loss = sum(y * dy). Each configuration runs in its own sub
 = its ru_maxrss); the streaming copy bandwidth of the machine is measured at the start of the run.
 
   python bench/bench_layer.py [--T 4096,16384] [--heads 16/1,64/4] [--dtype bf16,fp32]
-                              [--impl opennsa,reference,dense,projections,compressed,selected,window]
+                              [--impl opennsa,reference,dense,dense32,projections,compressed,selected,window]
                               [--reps 3] [--rounds 1] [--window-block 16,64]
                               [--peak-bench build/tools/bench/opennsa-bench] [--json out.jsonl]
 """
@@ -65,21 +67,23 @@ def run_worker(cfg):
     dy = torch.randn(cfg["T"], 1024, dtype=dtype)
     seq = [cfg["T"]]
 
-    def dense(layer, x):
+    def dense(layer, x, attention_dtype=None):
         q, k, v, _ = layer.project(x)
+        cast = (lambda t: t.to(attention_dtype)) if attention_dtype else (lambda t: t)
         o = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True, scale=layer.scale,
-            enable_gqa=True)
-        return layer.o_proj(o.transpose(0, 1).reshape(x.shape[0], -1))
+            cast(q.transpose(0, 1)), cast(k.transpose(0, 1)), cast(v.transpose(0, 1)), is_causal=True,
+            scale=layer.scale, enable_gqa=True).to(x.dtype)
+        return layer.linear(layer.o_proj, o.transpose(0, 1).reshape(x.shape[0], -1))
 
     def projections(layer, x):  # the layers' shared cost: projections and gates, no attention
         q, k, v, g = layer.project(x)
         dv = layer.value_head_dim
         o = g[..., :1] * (q[..., :dv] + k[..., :dv].mean(1, keepdim=True) + v.mean(1, keepdim=True))
-        return layer.o_proj(o.reshape(x.shape[0], -1))
+        return layer.linear(layer.o_proj, o.reshape(x.shape[0], -1))
 
     forward = {"opennsa": lambda x: layer(x, cu_seqlens=seq), "reference": lambda x: nsa_layer(layer, x, seq),
-               "dense": lambda x: dense(layer, x), "projections": lambda x: projections(layer, x)}
+               "dense": lambda x: dense(layer, x), "dense32": lambda x: dense(layer, x, torch.float32),
+               "projections": lambda x: projections(layer, x)}
     forward = forward["opennsa" if branch_only else cfg["impl"]]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -204,18 +208,19 @@ def main():
         name = r["impl"] + (f" b={r['window_block']}" if r["window_block"] else "")
         cell = "skipped" if "skipped" in r else f"{r['total_ms']:.0f} (fwd {r['fwd_ms']:.0f}, bwd {r['bwd_ms']:.0f})"
         print(f"  T={r['T']} {r['N1']}/{r['N2']} {r['dtype']} {name}: {cell}")
-    print("\n| T | heads | dtype | opennsa fwd+bwd ms | reference ms | dense SDPA ms | vs reference | vs dense |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| T | heads | dtype | opennsa fwd+bwd ms | reference ms | dense SDPA ms | dense, fp32 SDPA ms | "
+          "vs reference | vs dense | vs dense, fp32 SDPA |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     keyed = {(r["T"], r["N1"], r["N2"], r["dtype"], r["impl"], r["window_block"]): r for r in results}
     for (t, n1, n2, dtype, impl, wb), r in keyed.items():
         if impl != "opennsa" or "skipped" in r:
             continue
-        ref, den = keyed.get((t, n1, n2, dtype, "reference", 0)), keyed.get((t, n1, n2, dtype, "dense", 0))
+        ref, den, den32 = (keyed.get((t, n1, n2, dtype, name, 0)) for name in ("reference", "dense", "dense32"))
         cell = lambda o: "–" if o is None or "skipped" in o else f"{o['total_ms']:.0f}"
         ratio = lambda o: "–" if o is None or "skipped" in o else f"{o['total_ms'] / r['total_ms']:.1f}x"
         label = dtype + (f" b={wb}" if wb else "")
-        print(f"| {t} | {n1}/{n2} | {label} | {r['total_ms']:.0f} | {cell(ref)} | {cell(den)} | {ratio(ref)} | "
-              f"{ratio(den)} |")
+        print(f"| {t} | {n1}/{n2} | {label} | {r['total_ms']:.0f} | {cell(ref)} | {cell(den)} | {cell(den32)} | "
+              f"{ratio(ref)} | {ratio(den)} | {ratio(den32)} |")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ._compress import npu_nsa_compress
 from ._compress_attention import npu_nsa_compress_attention
@@ -24,10 +25,32 @@ from ._select_attention_infer import npu_nsa_select_attention_infer
 from ._sliding_window import _cumulative, sliding_window_attention
 from . import npu_nsa_select_attention
 
-__all__ = ["NativeSparseAttention", "PagedKVCache", "compressed_seq_ends", "decoding_rule_topk", "forced_block_mask",
-           "selection_block_counts"]
+__all__ = ["NativeSparseAttention", "PagedKVCache", "compressed_seq_ends", "cpu_has_fast_matmul", "decoding_rule_topk",
+           "forced_block_mask", "selection_block_counts"]
 
 BRANCHES = ("compressed", "selected", "window")
+
+
+def _torch_has_fast_matmul(dtype: torch.dtype) -> bool:
+    try:
+        mkldnn = torch.ops.mkldnn
+        return bool(mkldnn._is_mkldnn_bf16_supported() if dtype == torch.bfloat16
+                    else mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# Asked once, at import: torch.compile traces a dict lookup, not these non-tensor torch.ops calls.
+_CPU_FAST_MATMUL = {dtype: _torch_has_fast_matmul(dtype) for dtype in (torch.bfloat16, torch.float16)}
+
+
+def cpu_has_fast_matmul(dtype: torch.dtype) -> bool:
+    """Whether torch's CPU matmuls run `dtype` at speed. For bf16 and fp16 that takes oneDNN's
+    kernels for them (AVX-512 / AVX512_BF16 / AVX512_FP16 / AMX on x86, the BF16 extension on Arm);
+    without them torch falls back to a slow path: on an AVX2 Zen 3, a bf16 [4096, 1024] x
+    [1024, 1024] linear took 11 s forward + backward against 0.33 s for the same in fp32 with
+    casts (docs/PERFORMANCE.md). Asked of torch's own checks; False when torch cannot say."""
+    return _CPU_FAST_MATMUL.get(dtype, True)
 
 
 def compressed_seq_ends(seq_ends: Sequence[int], compress_block_size: int, compress_stride: int) -> List[int]:
@@ -112,7 +135,11 @@ class NativeSparseAttention(nn.Module):
     scale (default Dk ** -0.5), forced_local_blocks (the query's own selection block and the ones
     before it that are always selected, default 2; block 0 is always forced too), bias (of the
     q/k/v/output projections; the gates always have one), branches (a subset of BRANCHES for
-    ablations, e.g. ("window",): the others are not computed and contribute 0).
+    ablations, e.g. ("window",): the others are not computed and contribute 0),
+    float32_projections (compute the linear maps of bf16 / fp16 inputs in fp32 and round the
+    results to the input dtype: None, the default, does so on a CPU whose torch has no fast
+    kernels for that dtype, see cpu_has_fast_matmul; True / False force it either way; the
+    parameters and outputs keep their dtype).
 
     Parameters: q_proj, k_proj, v_proj, o_proj (nn.Linear), compress_key / compress_value [l, N2]
     (npu_nsa_compress's per-head window weights, initialised to the mean over the window), gate
@@ -123,7 +150,8 @@ class NativeSparseAttention(nn.Module):
                  value_head_dim: Optional[int] = None, compress_block_size: int = 32, compress_stride: int = 16,
                  select_block_size: int = 64, select_block_count: int = 16, window_size: int = 512,
                  scale: Optional[float] = None, forced_local_blocks: int = 2, bias: bool = False,
-                 branches: Sequence[str] = BRANCHES, device=None, dtype=None):
+                 branches: Sequence[str] = BRANCHES, float32_projections: Optional[bool] = None, device=None,
+                 dtype=None):
         super().__init__()
         head_dim = hidden_size // num_heads if head_dim is None and num_heads > 0 else head_dim
         value_head_dim = head_dim if value_head_dim is None else value_head_dim
@@ -157,6 +185,10 @@ class NativeSparseAttention(nn.Module):
         for name, value in sizes.items():
             setattr(self, name, value)
         self.branches_used = tuple(b for b in BRANCHES if b in branches)
+        if not (float32_projections is None or isinstance(float32_projections, bool)):
+            raise ValueError(f"NativeSparseAttention: float32_projections = {float32_projections!r} must be None "
+                             f"(automatic), True or False")
+        self.float32_projections = float32_projections
         self.forced_local_blocks = forced_local_blocks
         self.scale = float(head_dim ** -0.5 if scale is None else scale)
         factory = dict(device=device, dtype=dtype)
@@ -186,13 +218,30 @@ class NativeSparseAttention(nn.Module):
             return [x.shape[0]]
         return _cumulative("cu_seqlens", cu_seqlens, x.shape[0])
 
+    def projects_in_float32(self, x: torch.Tensor) -> bool:
+        """Whether linear() computes x's projections in fp32 (see float32_projections)."""
+        if x.dtype not in (torch.bfloat16, torch.float16) or self.float32_projections is False:
+            return False
+        return self.float32_projections is True or (x.device.type == "cpu" and not cpu_has_fast_matmul(x.dtype))
+
+    def linear(self, module: nn.Linear, x: torch.Tensor, x_float32: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """module(x) as the layer computes its projections: in fp32 and rounded once to x's dtype
+        when projects_in_float32(x) (x_float32: x already cast, to share one cast among several
+        maps of the same rows), else module(x)."""
+        if not self.projects_in_float32(x):
+            return module(x)
+        x32 = x.float() if x_float32 is None else x_float32
+        bias = None if module.bias is None else module.bias.float()
+        return F.linear(x32, module.weight.float(), bias).to(x.dtype)
+
     def project(self, x: torch.Tensor):
         """q [T, N1, Dk], k [T, N2, Dk], v [T, N2, Dv] and the gates [T, N1, 3] (sigmoid)."""
         t = x.shape[0]
-        q = self.q_proj(x).view(t, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(t, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(x).view(t, self.num_kv_heads, self.value_head_dim)
-        gates = torch.sigmoid(self.gate(x)).view(t, self.num_heads, 3)
+        x32 = x.float() if self.projects_in_float32(x) else None
+        q = self.linear(self.q_proj, x, x32).view(t, self.num_heads, self.head_dim)
+        k = self.linear(self.k_proj, x, x32).view(t, self.num_kv_heads, self.head_dim)
+        v = self.linear(self.v_proj, x, x32).view(t, self.num_kv_heads, self.value_head_dim)
+        gates = torch.sigmoid(self.linear(self.gate, x, x32)).view(t, self.num_heads, 3)
         return q, k, v, gates
 
     def topk_mask(self, seq_ends: Sequence[int], cmp_ends: Sequence[int]) -> torch.Tensor:
@@ -248,7 +297,7 @@ class NativeSparseAttention(nn.Module):
     def output(self, outputs, gates: torch.Tensor) -> torch.Tensor:
         """The gated sum of the branch outputs and o_proj: [rows, hidden_size]."""
         rows = gates.shape[0]
-        return self.o_proj(gated_sum(outputs, gates).reshape(rows, self.num_heads * self.value_head_dim))
+        return self.linear(self.o_proj, gated_sum(outputs, gates).reshape(rows, self.num_heads * self.value_head_dim))
 
     # Decoding -----------------------------------------------------------------------------------
 

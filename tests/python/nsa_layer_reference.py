@@ -116,13 +116,15 @@ def sliding_window(q, k, v, scale, window, seq_ends):
 def nsa_layer(layer, x, seq_ends, *, topk=None, return_topk=False):
     """What layer(x, cu_seqlens=seq_ends) computes, with the layer's parameters, in x's dtype.
     topk: selected blocks to use instead of the reference's own ranking (for low-precision runs,
-    whose rounding may reorder near-equal blocks)."""
+    whose rounding may reorder near-equal blocks). The linear maps go through layer.linear, i.e.
+    nn.Linear computed as the layer computes it (in fp32 for 16-bit inputs on CPUs without fast
+    16-bit matmuls: the same cost for both in benchmarks; a no-op in float64)."""
     t = x.shape[0]
     l, d = layer.compress_block_size, layer.compress_stride
-    q = layer.q_proj(x).view(t, layer.num_heads, layer.head_dim)
-    k = layer.k_proj(x).view(t, layer.num_kv_heads, layer.head_dim)
-    v = layer.v_proj(x).view(t, layer.num_kv_heads, layer.value_head_dim)
-    gates = torch.sigmoid(layer.gate(x)).view(t, layer.num_heads, 3)
+    q = layer.linear(layer.q_proj, x).view(t, layer.num_heads, layer.head_dim)
+    k = layer.linear(layer.k_proj, x).view(t, layer.num_kv_heads, layer.head_dim)
+    v = layer.linear(layer.v_proj, x).view(t, layer.num_kv_heads, layer.value_head_dim)
+    gates = torch.sigmoid(layer.linear(layer.gate, x)).view(t, layer.num_heads, 3)
     cmp_ends, total, begin = [], 0, 0
     for end in seq_ends:
         total += (end - begin - l) // d + 1 if end - begin >= l else 0
@@ -140,5 +142,5 @@ def nsa_layer(layer, x, seq_ends, *, topk=None, return_topk=False):
     outputs = {"compressed": o_cmp, "selected": o_slc, "window": o_win}
     o = sum(gates[:, :, i:i + 1] * outputs[name]
             for i, name in enumerate(("compressed", "selected", "window")) if name in layer.branches_used)
-    y = layer.o_proj(o.reshape(t, layer.num_heads * layer.value_head_dim))
+    y = layer.linear(layer.o_proj, o.reshape(t, layer.num_heads * layer.value_head_dim))
     return (y, own_topk) if return_topk else y

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import opennsa
-from opennsa.nn import NativeSparseAttention, decoding_rule_topk, forced_block_mask, selection_block_counts
+from opennsa.nn import (NativeSparseAttention, cpu_has_fast_matmul, decoding_rule_topk, forced_block_mask,
+                        selection_block_counts)
 from nsa_layer_reference import nsa_layer
 
 
@@ -121,14 +122,18 @@ def test_gradients_reach_every_parameter_and_the_input():
         assert g.abs().sum() > 0, f"{name} gets no gradient"
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, (1e-5, 1e-4)), (torch.bfloat16, (2e-2, 5e-2))], ids=str)
-def test_low_precision_matches_reference(dtype, tol):
-    """The layer in fp32 / bf16 against the float64 reference (given the layer's own top-k, which
-    rounding may legitimately reorder where two blocks score almost the same)."""
+@pytest.mark.parametrize("dtype,tol,float32_projections", [
+    (torch.float32, (1e-5, 1e-4), None),
+    (torch.bfloat16, (2e-2, 5e-2), True), (torch.bfloat16, (2e-2, 5e-2), False),
+    (torch.float16, (3e-3, 8e-3), True), (torch.float16, (3e-3, 8e-3), False)], ids=str)
+def test_low_precision_matches_reference(dtype, tol, float32_projections):
+    """The layer in fp32 / bf16 / fp16 against the float64 reference (given the layer's own top-k,
+    which rounding may legitimately reorder where two blocks score almost the same), with the
+    16-bit projections computed both ways (torch's 16-bit matmul, or fp32 rounded once)."""
     config, seq = FIXED[0]
     layer = randomize(NativeSparseAttention(**config, dtype=torch.float64), 1)
     x = torch.randn(seq[-1], config["hidden_size"], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    low = NativeSparseAttention(**config, dtype=dtype)
+    low = NativeSparseAttention(**config, float32_projections=float32_projections, dtype=dtype)
     low.load_state_dict(layer.state_dict())
     with torch.no_grad():
         q, k, v, _ = low.project(x.to(dtype))
@@ -208,6 +213,7 @@ BAD_CONFIGS = [
     (dict(select_block_count=0), "select_block_count = 0"),
     (dict(forced_local_blocks=-1), "forced_local_blocks = -1"),
     (dict(branches=("windows",)), "branches = ('windows',)"),
+    (dict(float32_projections=1), "float32_projections = 1 must be None (automatic), True or False"),
 ]
 
 
@@ -262,6 +268,46 @@ def test_torch_compile_fullgraph():
     assert torch.allclose(loss, want_loss, rtol=1e-6, atol=0)
     for n, p in model.named_parameters():
         assert torch.allclose(got[n], p.grad, rtol=1e-5, atol=1e-7), n
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_float32_projections_round_once_from_fp32(dtype):
+    """float32_projections=True: every linear map is F.linear in fp32 on the cast input and
+    parameters, rounded once to the input dtype (bit for bit); False: the module itself; None:
+    whichever cpu_has_fast_matmul picks. fp32 inputs are never cast. Gradients keep the
+    parameters' dtype."""
+    config, seq = FIXED[0]
+    gen = torch.Generator().manual_seed(11)
+    layers = {}
+    for mode in (True, False, None):
+        layers[mode] = randomize(NativeSparseAttention(**dict(config, bias=True), float32_projections=mode), 3).to(dtype)
+    x = torch.randn(seq[-1], config["hidden_size"], generator=gen).to(dtype)
+    w, b = layers[True].q_proj.weight, layers[True].q_proj.bias
+    fp32 = torch.nn.functional.linear(x.float(), w.float(), b.float()).to(dtype)
+    native = layers[False].q_proj(x)
+    assert not torch.equal(fp32, native) or dtype == torch.float16  # the two paths are distinguishable
+    assert torch.equal(layers[True].project(x)[0].reshape(x.shape[0], -1), fp32)
+    assert torch.equal(layers[False].project(x)[0].reshape(x.shape[0], -1), native)
+    auto = layers[None].project(x)[0].reshape(x.shape[0], -1)
+    assert torch.equal(auto, native if cpu_has_fast_matmul(dtype) else fp32)
+    assert layers[None].projects_in_float32(x) == (not cpu_has_fast_matmul(dtype))
+    assert not layers[True].projects_in_float32(x.float())
+    y = layers[True](x.requires_grad_(True), cu_seqlens=seq)
+    y.backward(torch.randn(y.shape, generator=gen).to(dtype))
+    assert y.dtype == dtype and x.grad.dtype == dtype
+    for name, p in layers[True].named_parameters():
+        assert p.grad is not None and p.grad.dtype == dtype and p.grad.abs().sum() > 0, name
+
+
+def test_torch_compile_fullgraph_bf16_automatic_projections():
+    """The automatic choice of projections traces into one graph too."""
+    config, seq = FIXED[0]
+    torch.manual_seed(0)
+    model = TinyModel(config).to(torch.bfloat16)
+    x = torch.randn(seq[-1], 8, dtype=torch.bfloat16)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    got = compiled(x, seq)
+    assert torch.equal(got, model(x, seq))
 
 
 def _ddp_worker(rank, world, init_file, config, seq_per_rank, result_dir):
