@@ -88,6 +88,22 @@ private:
 OPENNSA_API void set_num_threads(int n);  // n < 1 restores the default
 OPENNSA_API int num_threads() noexcept;
 
+// A host framework's threads, lent to the library so that two pools do not fight over the cores
+// (the PyTorch extension lends torch's intra-op pool: its idle OpenMP workers spin for a while after
+// each torch op, and a second pool's threads lose those cores in the meantime).
+//   available(): threads the host would run a parallel region on now; below 2 the library uses its
+//                own pool (with no host workers there is nothing to contend with).
+//   run(workers, body, ctx): calls body(ctx, w) once for every w in [0, workers), concurrently as
+//                far as the host can (a thread may take several w one after another), and returns
+//                when all have returned. body does not throw.
+// With a host installed, a parallel region uses min(num_threads(), available()) workers on it.
+// Results stay bitwise identical: which thread runs a task never changes what the task computes.
+struct HostThreads {
+    int (*available)();
+    void (*run)(int workers, void (*body)(void* ctx, int worker), void* ctx);
+};
+OPENNSA_API void set_host_threads(const HostThreads* host) noexcept;  // copied; nullptr: own pool only
+
 // Library version, "MAJOR.MINOR.PATCH".
 OPENNSA_API const char* version() noexcept;
 

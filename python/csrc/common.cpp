@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <ATen/Parallel.h>
+
 namespace opennsa_torch {
 
 opennsa::DType to_dtype(const at::Tensor& t, const char* name) {
@@ -59,6 +61,20 @@ void require_rank(const at::Tensor& t, int rank, const char* name, const char* l
 
 namespace {
 
+#if defined(_OPENMP) || !AT_PARALLEL_OPENMP  // else at::parallel_for would run its body serially
+// OpenNSA's parallel regions run on torch's intra-op threads (see opennsa::HostThreads): torch's
+// idle OpenMP workers spin after each torch op, and the library's own pool lost the cores to them
+// (the layer at T = 4096 took 1.2x its time with both pools at 2 threads; docs/PERFORMANCE.md).
+int torch_threads_available() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
+void run_on_torch_threads(int workers, void (*body)(void*, int), void* ctx) {
+    at::parallel_for(0, workers, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t w = begin; w < end; ++w) body(ctx, static_cast<int>(w));
+    });
+}
+#define OPENNSA_LEND_TORCH_THREADS 1
+#endif
+
 void set_num_threads(int64_t n) { opennsa::set_num_threads(static_cast<int>(n)); }
 int64_t get_num_threads() { return opennsa::num_threads(); }
 std::string library_version() { return opennsa::version(); }
@@ -67,6 +83,10 @@ std::string library_version() { return opennsa::version(); }
 
 // The library's own definitions; each operator file adds its schemas with TORCH_LIBRARY_FRAGMENT.
 TORCH_LIBRARY(opennsa, m) {
+#ifdef OPENNSA_LEND_TORCH_THREADS
+    const opennsa::HostThreads torch_threads{&torch_threads_available, &run_on_torch_threads};
+    opennsa::set_host_threads(&torch_threads);
+#endif
     // Thread count of the library's own pool (results are identical for every count).
     m.def("set_num_threads(int n) -> ()", &set_num_threads);
     m.def("get_num_threads() -> int", &get_num_threads);

@@ -101,8 +101,10 @@ def npu_nsa_select_attention_grad(grad: torch.Tensor, query: torch.Tensor, key: 
 
 
 def set_num_threads(n: int) -> None:
-    """Threads of the library's own pool (n < 1: back to the default, OPENNSA_NUM_THREADS or all
-    cores). Results are bitwise identical for every thread count."""
+    """The library's thread count (n < 1: back to the default, OPENNSA_NUM_THREADS or all cores).
+    While torch.get_num_threads() >= 2 the operators run on torch's intra-op threads, at most that
+    many (two pools on the same cores slow each other down); with torch at 1 thread, on the
+    library's own pool. Results are bitwise identical for every thread count."""
     torch.ops.opennsa.set_num_threads(int(n))
 
 

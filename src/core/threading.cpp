@@ -1,5 +1,6 @@
 #include "core/threading.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -25,6 +26,59 @@ int default_thread_count() {
 
 thread_local bool t_inside_pool = false;
 
+// One parallel region: tasks claimed with an atomic counter by whichever threads run it (the
+// pool's or a host's), the first exception kept and the remaining tasks abandoned.
+struct Job {
+    Job(TaskFn fn_, void* ctx_, std::int64_t tasks_) : fn(fn_), ctx(ctx_), tasks(tasks_) {}
+    TaskFn fn;
+    void* ctx;
+    std::int64_t tasks;
+    std::atomic<std::int64_t> next{0};
+    std::mutex error_mutex;
+    std::exception_ptr error;
+
+    void work(int worker) {
+        for (;;) {
+            const std::int64_t task = next.fetch_add(1, std::memory_order_relaxed);
+            if (task >= tasks) return;
+            try {
+                fn(ctx, task, worker);
+            } catch (...) {
+                std::lock_guard lock(error_mutex);
+                if (!error) error = std::current_exception();
+                next.store(tasks, std::memory_order_relaxed);  // abandon the rest
+            }
+        }
+    }
+};
+
+// The host's threads, when one lent them (set_host_threads): two atomics, so that a change while a
+// region runs is harmless (a region that read available() but finds run cleared uses the pool).
+using HostAvailableFn = int (*)();
+using HostRunFn = void (*)(int, void (*)(void*, int), void*);
+std::atomic<HostAvailableFn> g_host_available{nullptr};
+std::atomic<HostRunFn> g_host_run{nullptr};
+
+// Workers a region would get on the host now, or 0 when it runs on the library's own pool.
+int host_workers() {
+    const HostAvailableFn available = g_host_available.load(std::memory_order_acquire);
+    if (available == nullptr || t_inside_pool) return 0;
+    const int n = available();
+    return n >= 2 ? n : 0;
+}
+
+void run_on_host(HostRunFn run, std::int64_t tasks, int threads, TaskFn fn, void* ctx) {
+    Job job(fn, ctx, tasks);
+    const int workers = static_cast<int>(std::min<std::int64_t>(threads, tasks));
+    run(workers, [](void* c, int worker) {
+        const bool outer = t_inside_pool;
+        t_inside_pool = true;  // a nested call from a task runs inline
+        static_cast<Job*>(c)->work(worker);
+        t_inside_pool = outer;
+    }, &job);
+    if (job.error) std::rethrow_exception(job.error);
+}
+
 class Pool {
 public:
     ~Pool() { resize_locked(1); }
@@ -48,24 +102,22 @@ public:
         }
         std::lock_guard job_lock(job_mutex_);  // one job at a time
         resize_locked(threads);
+        Job job(fn, ctx, tasks);
         {
             std::lock_guard lock(state_mutex_);
-            fn_ = fn;
-            ctx_ = ctx;
-            tasks_ = tasks;
-            next_.store(0, std::memory_order_relaxed);
-            error_ = nullptr;
+            job_ = &job;
             busy_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
             generation_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
         t_inside_pool = true;
-        work(0);
+        job.work(0);
         t_inside_pool = false;
         spin_until([&] { return busy_.load(std::memory_order_acquire) == 0; });
         std::unique_lock lock(state_mutex_);
         done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
-        if (error_) std::rethrow_exception(error_);
+        job_ = nullptr;
+        if (job.error) std::rethrow_exception(job.error);
     }
 
 private:
@@ -124,24 +176,10 @@ private:
                 std::lock_guard lock(state_mutex_);
                 if (stop_) return;
             }
-            work(worker);
+            job_->work(worker);
             if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                 std::lock_guard lock(state_mutex_);  // the caller waits under this lock
                 done_.notify_one();
-            }
-        }
-    }
-
-    void work(int worker) {
-        for (;;) {
-            const std::int64_t task = next_.fetch_add(1, std::memory_order_relaxed);
-            if (task >= tasks_) return;
-            try {
-                fn_(ctx_, task, worker);
-            } catch (...) {
-                std::lock_guard lock(state_mutex_);
-                if (!error_) error_ = std::current_exception();
-                next_.store(tasks_, std::memory_order_relaxed);  // abandon the rest
             }
         }
     }
@@ -156,11 +194,7 @@ private:
     std::atomic<std::uint64_t> generation_{0};
     bool stop_ = false;
     std::atomic<int> busy_{0};
-    TaskFn fn_ = nullptr;
-    void* ctx_ = nullptr;
-    std::int64_t tasks_ = 0;
-    std::atomic<std::int64_t> next_{0};
-    std::exception_ptr error_;
+    Job* job_ = nullptr;  // the job being run, set before generation_ is bumped
 };
 
 Pool& pool() {
@@ -170,13 +204,27 @@ Pool& pool() {
 
 }  // namespace
 
-int thread_count() noexcept { return pool().size(); }
+int thread_count() noexcept {
+    const int own = pool().size();
+    const int host = host_workers();
+    return host >= 2 ? std::min(own, host) : own;
+}
 
-void parallel_for_raw(std::int64_t tasks, int threads, TaskFn fn, void* ctx) { pool().run(tasks, threads, fn, ctx); }
+void parallel_for_raw(std::int64_t tasks, int threads, TaskFn fn, void* ctx) {
+    if (tasks > 1 && threads > 1 && !t_inside_pool && host_workers() >= 2)
+        if (const HostRunFn run = g_host_run.load(std::memory_order_acquire)) return run_on_host(run, tasks, threads, fn, ctx);
+    pool().run(tasks, threads, fn, ctx);
+}
 
 }  // namespace opennsa::detail
 
 namespace opennsa {
 void set_num_threads(int n) { detail::pool().request(n); }
 int num_threads() noexcept { return detail::pool().size(); }
+void set_host_threads(const HostThreads* host) noexcept {
+    const bool complete = host != nullptr && host->available != nullptr && host->run != nullptr;
+    detail::g_host_available.store(nullptr, std::memory_order_release);  // off first: no region starts half-set
+    detail::g_host_run.store(complete ? host->run : nullptr, std::memory_order_release);
+    if (complete) detail::g_host_available.store(host->available, std::memory_order_release);
+}
 }  // namespace opennsa

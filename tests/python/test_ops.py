@@ -2,7 +2,10 @@
 gradcheck, opcheck, errors, strides and the no-copy guarantee."""
 
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -255,17 +258,46 @@ def test_strided_inputs_give_identical_results():
 def test_deterministic_across_runs_and_threads():
     q, k, v, topk, _, _ = make_case(13, seq_q=[200], seq_kv=[200], n1=8, n2=2, dk=32, dv=16, bs=16, c=4)
     d_out = torch.randn(200, 8, 16)
-    before = opennsa.get_num_threads()
+    before, torch_before = opennsa.get_num_threads(), torch.get_num_threads()
     try:
         results = []
-        for threads in (1, 2, 2):
+        # (OpenNSA's threads, torch's): with torch at >= 2 the regions run on torch's pool.
+        for threads, torch_threads in ((1, 1), (2, 1), (2, 2), (3, 2), (2, 3)):
             opennsa.set_num_threads(threads)
+            torch.set_num_threads(torch_threads)
             results.append(run_ours(q, k, v, topk, 0.2, 16, 4, None, None, True, d_out))
     finally:
         opennsa.set_num_threads(before)
+        torch.set_num_threads(torch_before)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
+
+
+LENT_THREADS_PROGRAM = """
+import os, sys, torch, opennsa
+torch.set_num_threads(int(sys.argv[1]))
+opennsa.set_num_threads(2)
+q, k, v = torch.randn(512, 8, 32), torch.randn(512, 2, 32), torch.randn(512, 2, 32)
+topk = torch.randint(0, 32, (512, 2, 4), dtype=torch.int32)
+torch.randn(1 << 22).exp_()  # torch starts its own workers first
+before = len(os.listdir("/proc/self/task"))
+opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_regions_run_on_torchs_threads_when_torch_has_several():
+    # A fresh process each: OpenNSA's own pool starts its worker (one thread for 2) on its first
+    # region, unless torch lends its intra-op threads, as it does when it has 2 or more.
+    def new_threads(torch_threads):
+        run = subprocess.run([sys.executable, "-c", LENT_THREADS_PROGRAM, str(torch_threads)], capture_output=True,
+                             text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout.split()[-1])
+    assert new_threads(1) == 1
+    assert new_threads(2) == 0
 
 
 def test_meta_tensors_propagate_shapes():

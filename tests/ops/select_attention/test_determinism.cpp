@@ -1,8 +1,12 @@
 // Bitwise reproducibility: repeated runs and every thread count give the same output bytes.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
+#include <vector>
 
+#include "core/threading.hpp"
 #include "ops/select_attention/cases.hpp"
 
 using namespace nsa_test;
@@ -60,5 +64,81 @@ TEST(Determinism, ThreadCountComesFromEnvironmentOrSetter) {
     opennsa::set_num_threads(0);
     EXPECT_GE(opennsa::num_threads(), 1);
     ::unsetenv("OPENNSA_NUM_THREADS");
+    opennsa::set_num_threads(0);
+}
+
+namespace {
+
+// A host that lends its threads the way the PyTorch extension lends torch's: run() starts one
+// thread per worker (all at once, so the region really runs concurrently) and records what it ran.
+struct FakeHost {
+    static inline std::atomic<int> available{3};
+    static inline std::atomic<int> regions{0}, bodies{0}, max_workers{0};
+
+    static int get_available() { return available.load(); }
+    static void run(int workers, void (*body)(void*, int), void* ctx) {
+        regions.fetch_add(1);
+        int seen = max_workers.load();
+        while (workers > seen && !max_workers.compare_exchange_weak(seen, workers)) {}
+        std::vector<std::thread> threads;
+        for (int w = 0; w < workers; ++w)
+            threads.emplace_back([&, w] {
+                bodies.fetch_add(1);
+                body(ctx, w);
+            });
+        for (auto& t : threads) t.join();
+    }
+    static void reset() { regions = bodies = max_workers = 0; }
+};
+
+}  // namespace
+
+TEST(Determinism, HostThreadsRunTheRegionsWithTheSameBits) {
+    Case c;
+    c.dtype = opennsa::DType::bf16;
+    c.N1 = 8;
+    c.N2 = 2;
+    c.Dk = 40;
+    c.Dv = 24;
+    c.bs = 16;
+    c.C = 6;
+    c.q_lens = {300, 150};
+    c.kv_lens = {300, 170};
+    c.varlen = true;
+    c.seed = case_seed(78);
+    const Outputs own = run(c, 1);
+    const opennsa::HostThreads host{&FakeHost::get_available, &FakeHost::run};
+    opennsa::set_host_threads(&host);
+
+    // The host has 3 threads, the library is set to 8: regions get min(8, 3) = 3 workers.
+    FakeHost::reset();
+    FakeHost::available = 3;
+    EXPECT_TRUE(run(c, 8) == own);
+    EXPECT_EQ(opennsa::detail::thread_count(), 3);
+    EXPECT_GT(FakeHost::regions.load(), 0);
+    EXPECT_EQ(FakeHost::max_workers.load(), 3);
+    EXPECT_LE(FakeHost::bodies.load(), 3 * FakeHost::regions.load());  // fewer where a region has < 3 tasks
+
+    // The library set to 2 on a host of 3: 2 workers.
+    FakeHost::reset();
+    EXPECT_TRUE(run(c, 2) == own);
+    EXPECT_EQ(FakeHost::max_workers.load(), 2);
+
+    // A host with one thread free (inside its own parallel region, say): the library's own pool.
+    FakeHost::reset();
+    FakeHost::available = 1;
+    EXPECT_TRUE(run(c, 2) == own);
+    EXPECT_EQ(FakeHost::regions.load(), 0);
+
+    // Removed again: the own pool, and an incomplete host counts as none.
+    FakeHost::available = 3;
+    opennsa::set_host_threads(nullptr);
+    FakeHost::reset();
+    EXPECT_TRUE(run(c, 3) == own);
+    const opennsa::HostThreads half{&FakeHost::get_available, nullptr};
+    opennsa::set_host_threads(&half);
+    EXPECT_TRUE(run(c, 3) == own);
+    EXPECT_EQ(FakeHost::regions.load(), 0);
+    opennsa::set_host_threads(nullptr);
     opennsa::set_num_threads(0);
 }
