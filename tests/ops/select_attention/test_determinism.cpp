@@ -30,24 +30,30 @@ Outputs run(const Case& c, int threads) {
     return o;
 }
 
+// Two varlen batches, GQA 8/2, Dk != Dv: enough tasks that every worker claims some.
+Case varlen_case(opennsa::DType dtype, std::uint64_t seed) {
+    Case c;
+    c.dtype = dtype;
+    c.N1 = 8;
+    c.N2 = 2;
+    c.Dk = 40;
+    c.Dv = 24;
+    c.bs = 16;
+    c.C = 6;
+    c.q_lens = {300, 150};
+    c.kv_lens = {300, 170};
+    c.varlen = true;
+    c.seed = case_seed(seed);
+    return c;
+}
+
 }  // namespace
 
 TEST(Determinism, SameBitsAcrossRunsAndThreadCounts) {
     for (auto dtype : {opennsa::DType::bf16, opennsa::DType::f16, opennsa::DType::f32}) {
-        Case c;
-        c.dtype = dtype;
-        c.N1 = 8;
-        c.N2 = 2;
-        c.Dk = 40;
-        c.Dv = 24;
-        c.bs = 16;
-        c.C = 6;
-        c.q_lens = {300, 150};
-        c.kv_lens = {300, 170};
-        c.varlen = true;
+        Case c = varlen_case(dtype, 77);
         c.pad_q = 3;
         c.duplicate = 0.3;
-        c.seed = case_seed(77);
         const Outputs one = run(c, 1);
         for (int threads : {1, 2, 3, 8}) EXPECT_TRUE(run(c, threads) == one) << "threads " << threads << " " << c.describe();
     }
@@ -94,18 +100,7 @@ struct FakeHost {
 }  // namespace
 
 TEST(Determinism, HostThreadsRunTheRegionsWithTheSameBits) {
-    Case c;
-    c.dtype = opennsa::DType::bf16;
-    c.N1 = 8;
-    c.N2 = 2;
-    c.Dk = 40;
-    c.Dv = 24;
-    c.bs = 16;
-    c.C = 6;
-    c.q_lens = {300, 150};
-    c.kv_lens = {300, 170};
-    c.varlen = true;
-    c.seed = case_seed(78);
+    const Case c = varlen_case(opennsa::DType::bf16, 78);
     const Outputs own = run(c, 1);
     const opennsa::HostThreads host{&FakeHost::get_available, &FakeHost::run};
     opennsa::set_host_threads(&host);
