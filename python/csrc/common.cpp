@@ -75,6 +75,14 @@ void run_on_torch_threads(int workers, void (*body)(void*, int), void* ctx) {
 #define OPENNSA_LEND_TORCH_THREADS 1
 #endif
 
+bool lends_torch_threads() {
+#ifdef OPENNSA_LEND_TORCH_THREADS
+    return true;
+#else
+    return false;
+#endif
+}
+
 void set_num_threads(int64_t n) { opennsa::set_num_threads(static_cast<int>(n)); }
 int64_t get_num_threads() { return opennsa::num_threads(); }
 std::string library_version() { return opennsa::version(); }
@@ -91,4 +99,6 @@ TORCH_LIBRARY(opennsa, m) {
     m.def("set_num_threads(int n) -> ()", &set_num_threads);
     m.def("get_num_threads() -> int", &get_num_threads);
     m.def("version() -> str", &library_version);
+    // Whether this build runs the regions on torch's threads (compiled with torch's OpenMP).
+    m.def("lends_torch_threads() -> bool", &lends_torch_threads);
 }

@@ -296,6 +296,9 @@ def test_regions_run_on_torchs_threads_when_torch_has_several():
                              text=True, timeout=120)
         assert run.returncode == 0, run.stderr
         return int(run.stdout.split()[-1])
+    # The build must run the regions in parallel on torch's threads: at::parallel_for's OpenMP
+    # form is inline code, serial unless the extension is compiled with OpenMP (python/CMakeLists.txt).
+    assert torch.ops.opennsa.lends_torch_threads()
     assert new_threads(1) == 1
     assert new_threads(2) == 0
 
