@@ -5,9 +5,12 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <pthread.h>
 
 #include "opennsa/core.hpp"
 
@@ -82,6 +85,23 @@ void run_on_host(HostRunFn run, std::int64_t tasks, int threads, TaskFn fn, void
 class Pool {
 public:
     ~Pool() { resize_locked(1); }
+
+    // fork() copies only the forking thread: a child would wait forever for workers it does not
+    // have. Around a fork the pool is quiescent (prepare waits for the running job and holds the
+    // locks); the child then drops this pool without touching it (its threads do not exist there)
+    // and starts a fresh one with the same thread count (fork_child in pool_slot()).
+    void lock_for_fork() {
+        config_mutex_.lock();
+        job_mutex_.lock();
+        state_mutex_.lock();
+    }
+    void unlock_after_fork() {
+        state_mutex_.unlock();
+        job_mutex_.unlock();
+        config_mutex_.unlock();
+    }
+    int requested() const { return requested_; }  // read in the child, where no other thread runs
+    void set_requested(int n) { requested_ = n; }
 
     int size() {
         std::lock_guard lock(config_mutex_);
@@ -197,10 +217,27 @@ private:
     Job* job_ = nullptr;  // the job being run, set before generation_ is bumped
 };
 
-Pool& pool() {
-    static Pool p;
+std::unique_ptr<Pool>& pool_slot();
+
+void fork_prepare() { pool_slot()->lock_for_fork(); }
+void fork_parent() { pool_slot()->unlock_after_fork(); }
+void fork_child() {
+    std::unique_ptr<Pool>& slot = pool_slot();
+    const int requested = slot->requested();
+    (void)slot.release();  // its workers and locked mutexes belong to the parent: never destroyed here
+    slot = std::make_unique<Pool>();
+    slot->set_requested(requested);
+}
+
+std::unique_ptr<Pool>& pool_slot() {
+    static std::unique_ptr<Pool> p = [] {
+        pthread_atfork(&fork_prepare, &fork_parent, &fork_child);
+        return std::make_unique<Pool>();
+    }();
     return p;
 }
+
+Pool& pool() { return *pool_slot(); }
 
 }  // namespace
 

@@ -303,6 +303,39 @@ def test_regions_run_on_torchs_threads_when_torch_has_several():
     assert new_threads(2) == 0
 
 
+FORKED_CHILD_PROGRAM = """
+import multiprocessing as mp, torch, opennsa
+torch.set_num_threads(1)  # as DataLoader's workers: the library's own pool serves
+opennsa.set_num_threads(2)
+q, k, v = torch.randn(512, 8, 32), torch.randn(512, 2, 32), torch.randn(512, 2, 32)
+topk = torch.randint(0, 32, (512, 2, 4), dtype=torch.int32)
+run = lambda: opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)[0]
+want = run()  # the pool's worker thread exists now
+
+def child(results):
+    results.put(bool(torch.equal(run(), want)))
+
+if __name__ == "__main__":
+    fork = mp.get_context("fork")
+    results = fork.Queue()
+    p = fork.Process(target=child, args=(results,))
+    p.start()
+    p.join(60)
+    print("hung" if p.is_alive() else results.get())
+    if p.is_alive():
+        p.kill()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_computes_with_its_own_pool():
+    # fork() copies only the calling thread; the library's pool must not wait for workers that the
+    # child does not have (it hung before the pool's pthread_atfork handlers).
+    run = subprocess.run([sys.executable, "-c", FORKED_CHILD_PROGRAM], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "True"
+
+
 def test_meta_tensors_propagate_shapes():
     q = torch.empty(10, 4, 24, device="meta", dtype=torch.bfloat16)
     k = torch.empty(30, 2, 24, device="meta", dtype=torch.bfloat16)

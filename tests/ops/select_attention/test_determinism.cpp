@@ -6,6 +6,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "core/threading.hpp"
 #include "ops/select_attention/cases.hpp"
 
@@ -135,5 +138,26 @@ TEST(Determinism, HostThreadsRunTheRegionsWithTheSameBits) {
     EXPECT_TRUE(run(c, 3) == own);
     EXPECT_EQ(FakeHost::regions.load(), 0);
     opennsa::set_host_threads(nullptr);
+    opennsa::set_num_threads(0);
+}
+
+// fork() copies only the calling thread: a child that inherits the pool's bookkeeping but not its
+// workers would wait for them forever. Not run under TSan (its runtime does not support threads
+// after a multithreaded fork).
+TEST(PoolAfterFork, ChildAndParentRunParallelWork) {
+    const Case c = varlen_case(opennsa::DType::f32, 79);
+    const Outputs parent = run(c, 2);  // the pool has its worker now
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        alarm(60);  // a hang ends the child with SIGALRM
+        const bool same = run(c, 2) == parent && run(c, 3) == parent;
+        _exit(same ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child hung or crashed: signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "the child computed other bits";
+    EXPECT_TRUE(run(c, 2) == parent);  // and the parent's pool still works
     opennsa::set_num_threads(0);
 }
