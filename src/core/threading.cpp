@@ -248,8 +248,12 @@ int thread_count() noexcept {
 }
 
 void parallel_for_raw(std::int64_t tasks, int threads, TaskFn fn, void* ctx) {
-    if (tasks > 1 && threads > 1 && !t_inside_pool && host_workers() >= 2)
-        if (const HostRunFn run = g_host_run.load(std::memory_order_acquire)) return run_on_host(run, tasks, threads, fn, ctx);
+    if (tasks > 1 && threads > 1 && host_workers() >= 2) {
+        if (const HostRunFn run = g_host_run.load(std::memory_order_acquire)) {
+            run_on_host(run, tasks, threads, fn, ctx);
+            return;
+        }
+    }
     pool().run(tasks, threads, fn, ctx);
 }
 

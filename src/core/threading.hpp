@@ -1,4 +1,5 @@
-// A small persistent thread pool. Work is split into a fixed list of tasks (fixed by the problem,
+// A small persistent thread pool, or a host framework's threads when one lends them
+// (opennsa::set_host_threads; the PyTorch extension lends torch's), and fork-safe. Work is split into a fixed list of tasks (fixed by the problem,
 // never by the thread count) that threads claim dynamically; each output element belongs to one
 // task and is reduced in a fixed order inside it, so results are bitwise identical for any number
 // of threads.
@@ -9,7 +10,8 @@
 
 namespace opennsa::detail {
 
-// Threads the next parallel_for uses (the caller's thread included).
+// Threads the next parallel_for uses (the caller's thread included): num_threads(), capped by the
+// host's available threads while a host lends them.
 int thread_count() noexcept;
 
 using TaskFn = void (*)(void* ctx, std::int64_t task, int worker);
