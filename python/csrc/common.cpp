@@ -95,7 +95,8 @@ TORCH_LIBRARY(opennsa, m) {
     const opennsa::HostThreads torch_threads{&torch_threads_available, &run_on_torch_threads};
     opennsa::set_host_threads(&torch_threads);
 #endif
-    // Thread count of the library's own pool (results are identical for every count).
+    // The library's thread count (under torch at >= 2 threads, capped by torch's; results are identical
+    // for every count).
     m.def("set_num_threads(int n) -> ()", &set_num_threads);
     m.def("get_num_threads() -> int", &get_num_threads);
     m.def("version() -> str", &library_version);

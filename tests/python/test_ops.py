@@ -274,15 +274,30 @@ def test_deterministic_across_runs_and_threads():
             assert torch.equal(a, b)
 
 
-LENT_THREADS_PROGRAM = """
-import os, sys, torch, opennsa
+# The first lines of the programs below, each run in a fresh Python process: torch's thread count
+# from argv[1], OpenNSA at 2 threads, and run() computes one selected attention.
+SELECT_PROGRAM_SETUP = """
+import multiprocessing as mp, os, sys, torch, opennsa
 torch.set_num_threads(int(sys.argv[1]))
 opennsa.set_num_threads(2)
 q, k, v = torch.randn(512, 8, 32), torch.randn(512, 2, 32), torch.randn(512, 2, 32)
 topk = torch.randint(0, 32, (512, 2, 4), dtype=torch.int32)
+run = lambda: opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)[0]
+"""
+
+
+def run_select_program(body, torch_threads):
+    """The last word the program SELECT_PROGRAM_SETUP + body printed, run with torch at torch_threads."""
+    done = subprocess.run([sys.executable, "-c", SELECT_PROGRAM_SETUP + body, str(torch_threads)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[-1]
+
+
+NEW_THREADS_BODY = """
 torch.randn(1 << 22).exp_()  # torch starts its own workers first
 before = len(os.listdir("/proc/self/task"))
-opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)
+run()
 print(len(os.listdir("/proc/self/task")) - before)
 """
 
@@ -291,25 +306,14 @@ print(len(os.listdir("/proc/self/task")) - before)
 def test_regions_run_on_torchs_threads_when_torch_has_several():
     # A fresh process each: OpenNSA's own pool starts its worker (one thread for 2) on its first
     # region, unless torch lends its intra-op threads, as it does when it has 2 or more.
-    def new_threads(torch_threads):
-        run = subprocess.run([sys.executable, "-c", LENT_THREADS_PROGRAM, str(torch_threads)], capture_output=True,
-                             text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        return int(run.stdout.split()[-1])
     # The build must run the regions in parallel on torch's threads: at::parallel_for's OpenMP
     # form is inline code, serial unless the extension is compiled with OpenMP (python/CMakeLists.txt).
     assert torch.ops.opennsa.lends_torch_threads()
-    assert new_threads(1) == 1
-    assert new_threads(2) == 0
+    assert int(run_select_program(NEW_THREADS_BODY, 1)) == 1
+    assert int(run_select_program(NEW_THREADS_BODY, 2)) == 0
 
 
-FORKED_CHILD_PROGRAM = """
-import multiprocessing as mp, torch, opennsa
-torch.set_num_threads(1)  # as DataLoader's workers: the library's own pool serves
-opennsa.set_num_threads(2)
-q, k, v = torch.randn(512, 8, 32), torch.randn(512, 2, 32), torch.randn(512, 2, 32)
-topk = torch.randint(0, 32, (512, 2, 4), dtype=torch.int32)
-run = lambda: opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)[0]
+FORKED_CHILD_BODY = """
 want = run()  # the pool's worker thread exists now
 
 def child(results):
@@ -330,10 +334,9 @@ if __name__ == "__main__":
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_forked_child_computes_with_its_own_pool():
     # fork() copies only the calling thread; the library's pool must not wait for workers that the
-    # child does not have (it hung before the pool's pthread_atfork handlers).
-    run = subprocess.run([sys.executable, "-c", FORKED_CHILD_PROGRAM], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-1] == "True"
+    # child does not have (it hung before the pool's pthread_atfork handlers). torch at 1 thread,
+    # as in DataLoader's workers: the library's own pool serves.
+    assert run_select_program(FORKED_CHILD_BODY, 1) == "True"
 
 
 def test_meta_tensors_propagate_shapes():
