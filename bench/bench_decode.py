@@ -111,8 +111,8 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--threads", type=int, default=2, help="OpenNSA's threads")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch's intra-op threads (with 2, torch's OpenMP workers and OpenNSA's pool contend "
-                        "for 2 cores; see docs/PERFORMANCE.md)")
+                   help="torch's intra-op threads (with 2 or more, OpenNSA's regions run on them, at most "
+                        "--threads; with 1, on OpenNSA's own pool; see docs/PERFORMANCE.md)")
     p.add_argument("--json", default="")
     args = p.parse_args()
     torch.set_num_threads(args.torch_threads)

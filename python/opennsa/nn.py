@@ -20,6 +20,7 @@ from ._compress import npu_nsa_compress
 from ._compress_attention import npu_nsa_compress_attention
 from ._compress_attention_infer import npu_nsa_compress_attention_infer
 from ._compress_with_cache import npu_nsa_compress_infer
+from ._gated_sum import gated_sum as _gated_sum
 from ._kv_cache import PagedKVCache, compressed_count
 from ._select_attention_infer import npu_nsa_select_attention_infer
 from ._sliding_window import _cumulative, sliding_window_attention
@@ -401,10 +402,8 @@ class NativeSparseAttention(nn.Module):
 
 
 def gated_sum(outputs, gates: torch.Tensor) -> torch.Tensor:
-    """sum over the branches of gate * output; gates [T, N1, 3] in BRANCHES order."""
-    total = None
-    for i, name in enumerate(BRANCHES):
-        if name in outputs:
-            term = gates[:, :, i:i + 1] * outputs[name]
-            total = term if total is None else total + term
-    return total
+    """sum over the branches of gate * output; gates [T, N1, 3] in BRANCHES order. One fused
+    operator each way (opennsa._gated_sum): one output per result instead of a temporary per
+    multiply and add, rounded once in 16-bit dtypes."""
+    used = [i for i, name in enumerate(BRANCHES) if name in outputs]
+    return _gated_sum(gates, [outputs[BRANCHES[i]] for i in used], used)
