@@ -181,3 +181,15 @@ def test_backward_checks_grad():
         torch.ops.opennsa.gated_sum_backward(grad[:, :, :3], gates, outputs, [0, 1, 2])
     with pytest.raises(ValueError, match="grad has shape"):
         torch.ops.opennsa.gated_sum_backward(grad.double(), gates, outputs, [0, 1, 2])
+
+
+def test_the_autograd_function_for_older_torch_gives_the_same_gradients(monkeypatch):
+    # torch < 2.4 has no register_autograd; gated_sum then differentiates through
+    # _GatedSumFunction, which must give the op-level autograd's results bit for bit.
+    import opennsa._gated_sum as module
+    gates, outputs, grad = make_case(60, T=15, N=3, D=9)
+    want = ours(gates, outputs[:2], [2, 0], grad)
+    monkeypatch.setattr(module, "OP_AUTOGRAD", False)
+    got = ours(gates, outputs[:2], [2, 0], grad)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert all(torch.equal(a, b) for a, b in zip(got[2], want[2]))
