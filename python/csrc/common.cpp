@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
+
 namespace opennsa_torch {
 
 opennsa::DType to_dtype(const at::Tensor& t, const char* name) {
@@ -75,12 +77,21 @@ void run_on_torch_threads(int workers, void (*body)(void*, int), void* ctx) {
 #define OPENNSA_LEND_TORCH_THREADS 1
 #endif
 
-bool lends_torch_threads() {
+// OPENNSA_LEND_TORCH_THREADS=0 keeps the library's own pool under torch at any thread count
+// (for an A/B of the two, or a host whose torch threads are busy elsewhere). Read once, when the
+// extension loads.
+bool lending_enabled() {
 #ifdef OPENNSA_LEND_TORCH_THREADS
-    return true;
+    const char* env = std::getenv("OPENNSA_LEND_TORCH_THREADS");
+    return !(env && std::string(env) == "0");
 #else
     return false;
 #endif
+}
+
+bool lends_torch_threads() {
+    static const bool lends = lending_enabled();
+    return lends;
 }
 
 void set_num_threads(int64_t n) { opennsa::set_num_threads(static_cast<int>(n)); }
@@ -93,13 +104,14 @@ std::string library_version() { return opennsa::version(); }
 TORCH_LIBRARY(opennsa, m) {
 #ifdef OPENNSA_LEND_TORCH_THREADS
     const opennsa::HostThreads torch_threads{&torch_threads_available, &run_on_torch_threads};
-    opennsa::set_host_threads(&torch_threads);
+    if (lends_torch_threads()) opennsa::set_host_threads(&torch_threads);
 #endif
     // The library's thread count (under torch at >= 2 threads, capped by torch's; results are identical
     // for every count).
     m.def("set_num_threads(int n) -> ()", &set_num_threads);
     m.def("get_num_threads() -> int", &get_num_threads);
     m.def("version() -> str", &library_version);
-    // Whether this build runs the regions on torch's threads (compiled with torch's OpenMP).
+    // Whether the regions run on torch's threads: the build can (compiled with torch's OpenMP) and
+    // OPENNSA_LEND_TORCH_THREADS is not 0.
     m.def("lends_torch_threads() -> bool", &lends_torch_threads);
 }

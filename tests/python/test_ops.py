@@ -280,16 +280,18 @@ SELECT_PROGRAM_SETUP = """
 import multiprocessing as mp, os, sys, torch, opennsa
 torch.set_num_threads(int(sys.argv[1]))
 opennsa.set_num_threads(2)
+torch.manual_seed(0)
 q, k, v = torch.randn(512, 8, 32), torch.randn(512, 2, 32), torch.randn(512, 2, 32)
 topk = torch.randint(0, 32, (512, 2, 4), dtype=torch.int32)
 run = lambda: opennsa.npu_nsa_select_attention(q, k, v, topk, 0.2, 8, 16, 4, sparse_mode=0)[0]
 """
 
 
-def run_select_program(body, torch_threads):
-    """The last word the program SELECT_PROGRAM_SETUP + body printed, run with torch at torch_threads."""
+def run_select_program(body, torch_threads, env=None):
+    """The last word the program SELECT_PROGRAM_SETUP + body printed, run with torch at torch_threads
+    (and the environment variables env added)."""
     done = subprocess.run([sys.executable, "-c", SELECT_PROGRAM_SETUP + body, str(torch_threads)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, **(env or {})))
     assert done.returncode == 0, done.stderr
     return done.stdout.split()[-1]
 
@@ -311,6 +313,17 @@ def test_regions_run_on_torchs_threads_when_torch_has_several():
     assert torch.ops.opennsa.lends_torch_threads()
     assert int(run_select_program(NEW_THREADS_BODY, 1)) == 1
     assert int(run_select_program(NEW_THREADS_BODY, 2)) == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_lending_can_be_switched_off_with_the_same_bits():
+    # OPENNSA_LEND_TORCH_THREADS=0: the library's own pool even with torch at 2 threads (its
+    # worker starts on the first region), and the same output bits as with lending.
+    off = {"OPENNSA_LEND_TORCH_THREADS": "0"}
+    assert run_select_program("print(torch.ops.opennsa.lends_torch_threads())", 2, off) == "False"
+    assert int(run_select_program(NEW_THREADS_BODY, 2, off)) == 1
+    digest = "import hashlib; print(hashlib.sha256(run().numpy().tobytes()).hexdigest())"
+    assert run_select_program(digest, 2, off) == run_select_program(digest, 2)
 
 
 FORKED_CHILD_BODY = """
