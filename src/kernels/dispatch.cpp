@@ -42,10 +42,19 @@ bool detect_avx512() noexcept {
     return (ebx & f_vl) == f_vl;
 }
 
+// AVX512_BF16: CPUID leaf 7, subleaf 1, EAX bit 5.
+bool detect_avx512_bf16() noexcept {
+    if (!detect_avx512()) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+    return (eax & (1u << 5)) != 0;
+}
+
 }  // namespace
 #endif
 
 std::atomic<int> zmm_override{-1};
+std::atomic<int> bf16_dot_override{-1};
 
 bool cpu_has_avx512() noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -66,6 +75,27 @@ bool use_zmm_gemm() noexcept {
 }
 
 void set_zmm_gemm_for_testing(int mode) noexcept { zmm_override.store(mode, std::memory_order_relaxed); }
+
+bool cpu_has_avx512_bf16() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static const bool has = detect_avx512_bf16();
+    return has;
+#else
+    return false;
+#endif
+}
+
+bool use_bf16_dot() noexcept {
+    static const bool by_default = [] {
+        const char* env = std::getenv("OPENNSA_BF16_DOT");
+        return cpu_has_avx512_bf16() && !(env && std::strcmp(env, "0") == 0);
+    }();
+    const int forced = bf16_dot_override.load(std::memory_order_relaxed);
+    const bool wanted = forced < 0 ? by_default : (forced == 1 && cpu_has_avx512_bf16());
+    return wanted && use_zmm_gemm();
+}
+
+void set_bf16_dot_for_testing(int mode) noexcept { bf16_dot_override.store(mode, std::memory_order_relaxed); }
 
 bool cpu_has_avx2() noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

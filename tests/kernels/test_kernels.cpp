@@ -311,6 +311,54 @@ TEST(Avx2Kernels, ZmmGemmMatchesYmmBitwise) {
                 }
 }
 
+// The bf16 dot tiles against fp64 on bf16 data, on every tile edge (rows 1..17, columns 8..72,
+// K odd and even, 0 included): within fp32 rounding of the sum of |terms|, nothing written outside
+// the tile, each row's bits the same whatever tile it sits in (M = 1 gives row 0's bits), and the
+// pair dot used for D equal to column 0 bit for bit.
+TEST(Avx2Kernels, Bf16DotTilesMatchFp64) {
+    if (!opennsa::detail::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16";
+    namespace d = opennsa::detail;
+    std::mt19937_64 rng(case_seed(79));
+    std::normal_distribution<float> nd;
+    const auto bf16_value = [&] { return d::bf16_to_f32(d::f32_to_bf16(nd(rng))); };
+    for (std::int64_t M : {1, 7, 8, 9, 17})
+        for (std::int64_t N : {8, 16, 24, 32, 40, 72})
+            for (std::int64_t K : {0, 1, 2, 7, 64, 65}) {
+                const std::int64_t lda = K + 3, ldb = N + 5, ldc = N + 8;
+                std::vector<float> a(static_cast<std::size_t>(M * lda + 1)), b(static_cast<std::size_t>(K * ldb + 1));
+                for (float& x : a) x = bf16_value();
+                for (float& x : b) x = bf16_value();
+                std::vector<float> c(static_cast<std::size_t>(M * ldc), 12345.0f), dot(static_cast<std::size_t>(M), -1.0f);
+                d::avx2::gemm_bf16(M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, dot.data());
+                std::vector<float> first(static_cast<std::size_t>(ldc), 12345.0f);
+                float first_dot = -1.0f;
+                d::avx2::gemm_bf16(1, N, K, a.data(), lda, b.data(), ldb, first.data(), ldc, &first_dot);
+                ASSERT_EQ(0, std::memcmp(first.data(), c.data(), static_cast<std::size_t>(N) * sizeof(float)))
+                    << M << "x" << N << "x" << K;
+                for (std::int64_t i = 0; i < M; ++i) {
+                    ASSERT_EQ(std::bit_cast<std::uint32_t>(dot[static_cast<std::size_t>(i)]),
+                              std::bit_cast<std::uint32_t>(c[static_cast<std::size_t>(i * ldc)]))
+                        << M << "x" << N << "x" << K << " row " << i;
+                    for (std::int64_t j = 0; j < ldc; ++j) {
+                        const float got = c[static_cast<std::size_t>(i * ldc + j)];
+                        if (j >= N) {
+                            ASSERT_EQ(got, 12345.0f) << "wrote outside the tile at " << i << "," << j;
+                            continue;
+                        }
+                        double ref = 0.0, mag = 0.0;
+                        for (std::int64_t k = 0; k < K; ++k) {
+                            const double term = double(a[static_cast<std::size_t>(i * lda + k)]) *
+                                                b[static_cast<std::size_t>(k * ldb + j)];
+                            ref += term;
+                            mag += std::abs(term);
+                        }
+                        ASSERT_NEAR(got, ref, 6e-8 * double(K + 1) * mag + 1e-30)
+                            << M << "x" << N << "x" << K << " at " << i << "," << j;
+                    }
+                }
+            }
+}
+
 // The vector conversions against the scalar ones of dtype.hpp: every fp16 / bf16 bit pattern
 // widened, and fp32 values around every rounding case (ties, carries into the exponent,
 // subnormal results, overflow to inf, zeros, infinities) narrowed, at every lane position.

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -24,6 +25,8 @@
 // The zmm form of the matmul tiles (called, never inlined, from the AVX2 passes where
 // use_zmm_gemm() holds).
 #define NSA_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,f16c")))
+// The bf16 dot tiles (called where use_bf16_dot() holds).
+#define NSA_AVX512BF16 __attribute__((target("avx512bf16,avx512f,avx512vl,avx2,fma,f16c")))
 
 namespace opennsa::detail::avx2 {
 namespace {
@@ -194,6 +197,125 @@ NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A
                 micro_rows<1>(rows, K, ap, a.cs, b, j0, cp, accumulate);
         }
     }
+}
+
+// ---- bf16 dot tiles (AVX512_BF16, where use_bf16_dot() holds) ------------------------------
+//
+// For matmuls whose two operands are bf16 inputs (S = Q K^T, dP = dO V^T): vdpbf16ps multiplies
+// two bf16 pairs exactly and adds both products to an fp32 accumulator, twice the FMA tiles' work
+// per instruction. K runs in pairs: word kk of an A row holds elements (2kk, 2kk+1) in its low and
+// high halves, and B is pair-interleaved, B(kk, j) = (b(2kk, j), b(2kk+1, j)) in one word. Each
+// output element is the same ascending chain of pair steps whichever tile computes it, so the
+// bits do not depend on the tiling or the thread count (they differ from the FMA chain's).
+struct PairedA {  // A row i = p + i * ld words
+    const std::uint32_t* p;
+    std::int64_t ld;
+    const std::uint32_t* row(std::int64_t i) const noexcept { return p + i * ld; }
+};
+struct PairedB {  // B row kk = p + kk * ld words
+    const std::uint32_t* p;
+    std::int64_t ld;
+    const std::uint32_t* row(std::int64_t kk) const noexcept { return p + kk * ld; }
+};
+
+// Word kk of the pair form of fp32 values that are bf16 numbers: x[2kk] in the low half,
+// x[2kk+1] in the high half. Exact (their low 16 bits are zero), NaN payloads included.
+NSA_AVX2 inline __m256i pair_words(__m256 even, __m256 odd) {
+    return _mm256_or_si256(_mm256_srli_epi32(_mm256_castps_si256(even), 16),
+                           _mm256_and_si256(_mm256_castps_si256(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// out[kk] = (x[2kk], x[2kk+1]) for kk < (n + 1) / 2, a zero high half past n; x holds bf16
+// values, so rounding them to bf16 (vcvtneps2bf16, 16 at a time) is exact.
+NSA_AVX512BF16 inline void pair_row(const float* x, std::int64_t n, std::uint32_t* out) {
+    for (std::int64_t i = 0; i < n; i += 16) {
+        const std::int64_t left = std::min<std::int64_t>(16, n - i);
+        const __m512 v = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << left) - 1u), x + i);
+        const __m256i words = (__m256i)_mm512_cvtneps_pbh(v);
+        _mm256_mask_storeu_epi32(out + i / 2, static_cast<__mmask8>((1u << ((left + 1) / 2)) - 1u), words);
+    }
+}
+
+// The pair-interleaved form of a transposed fp32 panel of bf16 values: out[kk][i] =
+// (panel[2kk][i], panel[2kk+1][i]) for kk < D2, i < cols (cols a multiple of 8, D2 rows of the
+// panel pairs exist: the panel is zero-padded to an even row count).
+NSA_AVX2 inline void pair_panel(const float* panel, std::int64_t D2, std::int64_t cols, std::uint32_t* out) {
+    for (std::int64_t kk = 0; kk < D2; ++kk)
+        for (std::int64_t i = 0; i < cols; i += kLanes)
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + kk * cols + i),
+                                pair_words(_mm256_loadu_ps(panel + 2 * kk * cols + i),
+                                           _mm256_loadu_ps(panel + (2 * kk + 1) * cols + i)));
+}
+
+template <int MR, int NR, class B>
+NSA_AVX512BF16 inline void micro_bf16(std::int64_t K2, const std::uint32_t* const* a, const B& b, std::int64_t j0,
+                                      float* const* c, __mmask16 tail) {
+    __mmask16 mask[NR];
+    for (int j = 0; j < NR; ++j) mask[j] = j == NR - 1 ? tail : __mmask16(0xFFFF);
+    __m512 acc[MR][NR];
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (std::int64_t kk = 0; kk < K2; ++kk) {
+        const std::uint32_t* br = b.row(kk) + j0;
+        __m512i bv[NR];
+        for (int j = 0; j < NR; ++j) bv[j] = _mm512_maskz_loadu_epi32(mask[j], br + j * 16);
+        for (int i = 0; i < MR; ++i) {
+            const __m512i av = _mm512_set1_epi32(static_cast<int>(a[i][kk]));
+            for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av, (__m512bh)bv[j]);
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) _mm512_mask_storeu_ps(c[i] + j0 + j * 16, mask[j], acc[i][j]);
+}
+
+template <int NR, class B>
+NSA_AVX512BF16 inline void micro_bf16_rows(int rows, std::int64_t K2, const std::uint32_t* const* a, const B& b,
+                                           std::int64_t j0, float* const* c, __mmask16 tail) {
+    switch (rows) {
+        case 8: return micro_bf16<8, NR>(K2, a, b, j0, c, tail);
+        case 7: return micro_bf16<7, NR>(K2, a, b, j0, c, tail);
+        case 6: return micro_bf16<6, NR>(K2, a, b, j0, c, tail);
+        case 5: return micro_bf16<5, NR>(K2, a, b, j0, c, tail);
+        case 4: return micro_bf16<4, NR>(K2, a, b, j0, c, tail);
+        case 3: return micro_bf16<3, NR>(K2, a, b, j0, c, tail);
+        case 2: return micro_bf16<2, NR>(K2, a, b, j0, c, tail);
+        default: return micro_bf16<1, NR>(K2, a, b, j0, c, tail);
+    }
+}
+
+// C[M x N] = A[M x 2 K2] B[2 K2 x N] over K2 pairs, N a multiple of 8; the layout of
+// gemm_tiles_zmm (column panels of 32, 8-row tiles). Overwrites C.
+template <class A, class B, class C>
+NSA_AVX512BF16 __attribute__((noinline)) void gemm_bf16_tiles(std::int64_t M, std::int64_t N, std::int64_t K2,
+                                                              const A& a, const B& b, const C& c) {
+    for (std::int64_t j0 = 0; j0 < N; j0 += 32) {
+        const std::int64_t width = std::min<std::int64_t>(32, N - j0);  // 8, 16, 24 or 32
+        const __mmask16 tail = width % 16 == 0 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
+        for (std::int64_t i0 = 0; i0 < M; i0 += kMR512) {
+            const int rows = static_cast<int>(std::min<std::int64_t>(kMR512, M - i0));
+            const std::uint32_t* ap[kMR512];
+            float* cp[kMR512];
+            for (int i = 0; i < rows; ++i) {
+                ap[i] = a.row(i0 + i);
+                cp[i] = c.row(i0 + i);
+            }
+            if (width > 16)
+                micro_bf16_rows<2>(rows, K2, ap, b, j0, cp, tail);
+            else
+                micro_bf16_rows<1>(rows, K2, ap, b, j0, cp, tail);
+        }
+    }
+}
+
+// sum over kk < K2 of the pair products of a and b, the chain one element of gemm_bf16_tiles
+// computes (so a row's D = dO . o equals its dP = dO . v bit for bit where o equals v).
+NSA_AVX512BF16 __attribute__((noinline)) inline float bf16_pair_dot(const std::uint32_t* a, const std::uint32_t* b,
+                                                                   std::int64_t K2) {
+    __m512 acc = _mm512_setzero_ps();
+    for (std::int64_t kk = 0; kk < K2; ++kk)
+        acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi32(static_cast<int>(a[kk])),
+                               (__m512bh)_mm512_set1_epi32(static_cast<int>(b[kk])));
+    return _mm512_cvtss_f32(acc);
 }
 
 // exp(x): 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2], degree-6 polynomial (Cephes expf

@@ -10,6 +10,24 @@ void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::i
     gemm_tiles(M, N, K, StridedA{a, lda, 1}, StridedB{b, ldb}, StridedC{c, ldc}, accumulate);
 }
 
+void gemm_bf16(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, std::int64_t lda, const float* b,
+               std::int64_t ldb, float* c, std::int64_t ldc, float* dot) {
+    // The operators' packing: A rows paired, B transposed to a panel [K even][N], then paired.
+    const std::int64_t K2 = (K + 1) / 2;
+    std::vector<std::uint32_t> apairs(static_cast<std::size_t>(std::max<std::int64_t>(1, M * K2)));
+    for (std::int64_t i = 0; i < M; ++i) pair_row(a + i * lda, K, apairs.data() + i * K2);
+    std::vector<float> panel(static_cast<std::size_t>(std::max<std::int64_t>(1, 2 * K2 * N)), 0.0f);
+    for (std::int64_t k = 0; k < K; ++k) std::copy(b + k * ldb, b + k * ldb + N, panel.data() + k * N);
+    std::vector<std::uint32_t> bpairs(static_cast<std::size_t>(std::max<std::int64_t>(1, K2 * N)));
+    pair_panel(panel.data(), K2, N, bpairs.data());
+    gemm_bf16_tiles(M, N, K2, PairedA{apairs.data(), K2}, PairedB{bpairs.data(), N}, StridedC{c, ldc});
+    std::vector<float> col(static_cast<std::size_t>(std::max<std::int64_t>(1, K)));
+    for (std::int64_t k = 0; k < K; ++k) col[static_cast<std::size_t>(k)] = b[k * ldb];
+    std::vector<std::uint32_t> cpairs(static_cast<std::size_t>(std::max<std::int64_t>(1, K2)));
+    pair_row(col.data(), K, cpairs.data());
+    for (std::int64_t i = 0; i < M; ++i) dot[i] = bf16_pair_dot(apairs.data() + i * K2, cpairs.data(), K2);
+}
+
 void widen(DType dtype, const void* in, float* out, std::int64_t n) {
     with_float_storage(dtype, [&](auto* tag) {
         using S = std::remove_pointer_t<decltype(tag)>;

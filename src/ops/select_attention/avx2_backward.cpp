@@ -18,6 +18,8 @@
 //   3. dQ step, task = kQueryTokens tokens: dQ = sum of the partials in slot order;
 //   4. dk = scale * acc and dv = acc, rounded once.
 // Every matmul batches all rows that selected a block, so small G still gets real matmuls.
+// For bf16 inputs on CPUs with AVX512_BF16 (use_bf16_dot()), S and dP, whose operands are both
+// inputs, run on the bf16 dot tiles (the forward's S, bit for bit); the other three stay fp32.
 // Chunks run one after another and every accumulator row is owned by one task per chunk, reduced
 // in a fixed order: the same bits for any thread count and any chunk size. Extra memory: one
 // head's accumulators, the reverse index, one chunk, and per thread a block's K/V and the tiles.
@@ -43,9 +45,11 @@ std::atomic<std::int64_t> chunk_override{0};
 struct BackwardLayout {
     KeyBlocks blocks;
     std::int64_t nb, bsp, Dkp, Dvp;
-    std::int64_t chunk;  // query tokens per chunk
+    std::int64_t Dk2, Dv2;  // bf16 pairs of a q / k row and of a dO / v row
+    std::int64_t chunk;     // query tokens per chunk
     explicit BackwardLayout(const Problem& p)
-        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.block_len)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {
+        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.block_len)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)),
+          Dk2((p.Dk + 1) / 2), Dv2((p.Dv + 1) / 2) {
         // The chunk's dQ partials take half the fp32 dk+dv size of all heads, within
         // [kDqChunkMinBytes, kDqChunkBytes]: with one head's accumulators and the index the
         // workspace stays within the accumulator size the memory target allows, except where that
@@ -102,6 +106,11 @@ struct BlockScratch {
     float* vrows;      // [bsp][Dvp] rows (only to build vt)
     float* kt;         // [Dkp][bsp] transposed (B of S = Q K^T)
     float* vt;         // [Dvp][bsp] transposed (B of dP = dO V^T)
+    // bf16 dot only: the tile's q and dO rows as pairs, and the pair-interleaved kt and vt.
+    std::uint32_t* qpairs;   // [kRowTile][Dk2]
+    std::uint32_t* dOpairs;  // [kRowTile][Dv2]
+    std::uint32_t* kpairs;   // [Dkp / 2][bsp]
+    std::uint32_t* vpairs;   // [Dvp / 2][bsp]
 };
 
 // P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
@@ -176,7 +185,7 @@ NSA_AVX2 void block_tile_exact(const BackwardLayout& l, const BlockScratch& w, s
 template <class S>
 NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
                          std::int64_t gb, std::int64_t c0, std::span<const std::int64_t> entries,
-                         const BlockScratch& w) {
+                         const BlockScratch& w, bool bf16_dot) {
     if (entries.empty()) return;
     const KeyBlock blk = locate_block(p, l.blocks, gb);
     const std::int64_t b = blk.batch, x = blk.x, keys = blk.keys, key0 = blk.key0;
@@ -188,6 +197,10 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     block_rows_and_panel<S>(p.k, key0, keys, n2, p.Dk, l.Dkp, l.bsp, w.krows, w.kt);
     block_rows_and_panel<S>(p.v, key0, keys, n2, p.Dv, l.Dvp, l.bsp, w.vrows, w.vt);
     const bool block_finite = all_finite(w.krows, keys * l.Dkp) && all_finite(w.vrows, keys * l.Dvp);
+    if (bf16_dot) {
+        pair_panel(w.kt, l.Dkp / 2, l.bsp, w.kpairs);
+        pair_panel(w.vt, l.Dvp / 2, l.bsp, w.vpairs);
+    }
     const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
         const std::int64_t rows = std::min(kRowTile, total - r0);
@@ -210,8 +223,19 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             block_tile_exact(l, w, rows, static_cast<float>(p.scale), dk, dv);
             continue;
         }
-        gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{w.kt, l.bsp}, StridedC{w.s, l.bsp}, false);
-        gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{w.vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
+        if (bf16_dot) {
+            for (std::int64_t r = 0; r < rows; ++r) {
+                pair_row(w.q[r], p.Dk, w.qpairs + r * l.Dk2);
+                pair_row(w.dO[r], p.Dv, w.dOpairs + r * l.Dv2);
+            }
+            gemm_bf16_tiles(rows, l.bsp, l.Dk2, PairedA{w.qpairs, l.Dk2}, PairedB{w.kpairs, l.bsp},
+                            StridedC{w.s, l.bsp});
+            gemm_bf16_tiles(rows, l.bsp, l.Dv2, PairedA{w.dOpairs, l.Dv2}, PairedB{w.vpairs, l.bsp},
+                            StridedC{w.dp, l.bsp});
+        } else {
+            gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{w.kt, l.bsp}, StridedC{w.s, l.bsp}, false);
+            gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{w.vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
+        }
         probabilities(l, w, rows, static_cast<float>(p.scale));
         gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
         gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
@@ -258,11 +282,19 @@ NSA_AVX2 float fma_dot(const float* a, const float* b, std::int64_t n) {
     return _mm_cvtss_f32(acc);
 }
 
+// D = dO . o over bf16 pairs, the bf16 dot tiles' chain for dP = dO . v. pairs: [2][Dv2] scratch.
+NSA_AVX512BF16 float pair_dot(const float* dO, const float* o, std::int64_t Dv, std::uint32_t* pairs) {
+    const std::int64_t Dv2 = (Dv + 1) / 2;
+    pair_row(dO, Dv, pairs);
+    pair_row(o, Dv, pairs + Dv2);
+    return bf16_pair_dot(pairs, pairs + Dv2, Dv2);
+}
+
 // Row i of the chunk starting at c0, for head group n2: q and dO as fp32 and the row statistics
-// D = dO.o, max, 1/sum. o: [Dv] scratch.
+// D = dO.o, max, 1/sum. o: [Dv] scratch, then (bf16 dot) [Dv + 1] words of pairs.
 template <class S>
 void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
-                      std::int64_t c0, std::int64_t i, float* o) {
+                      std::int64_t c0, std::int64_t i, float* o, bool bf16_dot) {
     const std::int64_t t = c0 + i;
     for (std::int64_t g = 0; g < p.G; ++g) {
         const std::int64_t h = n2 * p.G + g;
@@ -273,7 +305,8 @@ void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardW
         load_row_f32<S>(p.out, t, h, o, p.Dv);
         ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
                                                            1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                           fma_dot(dO, o, p.Dv),
+                                                           bf16_dot ? pair_dot(dO, o, p.Dv, reinterpret_cast<std::uint32_t*>(o + p.Dv))
+                                                                    : fma_dot(dO, o, p.Dv),
                                                            all_finite(q, l.Dkp) && all_finite(dO, l.Dvp)};
     }
 }
@@ -311,11 +344,18 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<float*> dqptr(tw * kRowTile);
     std::vector<RowStats> stats(tw * kRowTile);
     std::vector<std::int64_t> vis(tw * kRowTile);
-    const std::size_t per_worker = static_cast<std::size_t>(
-        checked_product({2, l.bsp, kRowTile + l.Dkp + l.Dvp}, "the block scratch"));
+    // S and dP tiles, K and V rows and panels, then (bf16 dot) their pair forms: the q / dO
+    // pairs (kRowTile x (Dk2 + Dv2) <= kRowTile x (Dkp + Dvp) / 2 + kRowTile words) and the kt /
+    // vt pairs (bsp x (Dkp + Dvp) / 2 words).
+    const bool bf16_dot = std::is_same_v<S, bf16_t> && use_bf16_dot();
+    const std::int64_t pair_words =
+        bf16_dot ? checked_product({checked_add(kRowTile, l.bsp, "the block scratch"), l.Dkp + l.Dvp + 2}, "the block scratch")
+                 : 0;
+    const std::size_t per_worker = static_cast<std::size_t>(checked_add(
+        checked_product({2, l.bsp, kRowTile + l.Dkp + l.Dvp}, "the block scratch"), pair_words, "the block scratch"));
     std::vector<float> tiles_f(tw * per_worker);
     std::vector<float> dq_acc(tw * static_cast<std::size_t>(l.Dkp));
-    std::vector<float> o_rows(tw * static_cast<std::size_t>(p.Dv));
+    std::vector<float> o_rows(tw * static_cast<std::size_t>(2 * p.Dv + 2));  // o, then its and dO's pairs
 
     std::vector<std::span<const std::int64_t>> work(static_cast<std::size_t>(l.nb));  // a chunk's entries per block
     std::vector<std::int64_t> order(static_cast<std::size_t>(l.nb));
@@ -331,7 +371,8 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
             return std::max<std::int64_t>(0, std::min({c0 + l.chunk, p.T1, valid}) - c0);
         };
         const auto pack_task = [&](std::int64_t c0, std::int64_t i, int worker) {
-            pack_chunk_token<S>(p, l, ws, n2, c0, i, o_rows.data() + static_cast<std::size_t>(worker * p.Dv));
+            pack_chunk_token<S>(p, l, ws, n2, c0, i, o_rows.data() + static_cast<std::size_t>(worker * (2 * p.Dv + 2)),
+                                bf16_dot);
         };
         parallel_for(packed_tokens(0), threads, [&](std::int64_t i, int worker) { pack_task(0, i, worker); });
         for (std::int64_t c0 = 0; c0 < p.T1; c0 += l.chunk) {
@@ -351,11 +392,24 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                     const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
                     float* f = tiles_f.data() + static_cast<std::size_t>(worker) * per_worker;
                     float* kv = f + 2 * kRowTile * l.bsp;
-                    const BlockScratch w{qptr.data() + o, doptr.data() + o, dqptr.data() + o, stats.data() + o,
-                                         vis.data() + o, f, f + kRowTile * l.bsp, kv, kv + l.bsp * l.Dkp,
-                                         kv + l.bsp * (l.Dkp + l.Dvp), kv + l.bsp * (2 * l.Dkp + l.Dvp)};
+                    auto* pairs = reinterpret_cast<std::uint32_t*>(kv + 2 * l.bsp * (l.Dkp + l.Dvp));
+                    const BlockScratch w{qptr.data() + o,
+                                         doptr.data() + o,
+                                         dqptr.data() + o,
+                                         stats.data() + o,
+                                         vis.data() + o,
+                                         f,
+                                         f + kRowTile * l.bsp,
+                                         kv,
+                                         kv + l.bsp * l.Dkp,
+                                         kv + l.bsp * (l.Dkp + l.Dvp),
+                                         kv + l.bsp * (2 * l.Dkp + l.Dvp),
+                                         pairs,
+                                         pairs + kRowTile * l.Dk2,
+                                         pairs + kRowTile * (l.Dk2 + l.Dv2),
+                                         pairs + kRowTile * (l.Dk2 + l.Dv2) + l.Dkp / 2 * l.bsp};
                     const std::int64_t gb = order[static_cast<std::size_t>(task)];
-                    block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w);
+                    block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w, bf16_dot);
                 });
             }
             // One job: this chunk's dQ sums (they read only the partials) and the next chunk's rows

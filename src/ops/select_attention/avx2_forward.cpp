@@ -2,7 +2,8 @@
 // tokens; each (token, head) row computed by one task), but the G heads of a kv head form one
 // matrix: for every selected block, S[G x bs] = Q[G x Dk] K_blk^T from a transposed K panel,
 // then a vectorised softmax over all slots, then O[G x Dv] = sum_slots P_blk V_blk, so each
-// block's K and V are read once for all G heads.
+// block's K and V are read once for all G heads. For bf16 inputs on CPUs with AVX512_BF16 the
+// scores use the bf16 dot tiles (use_bf16_dot(); the K panels are then stored pair-interleaved).
 #include "ops/select_attention/avx2.hpp"
 
 #if defined(__x86_64__)
@@ -21,13 +22,15 @@ using namespace opennsa::detail::avx2;
 struct ForwardLayout {
     KeyBlocks blocks;
     std::int64_t nb, bsp, Dkp, Dvp;
+    std::int64_t Dk2;  // (Dk + 1) / 2: the bf16 pairs of a q or k row
     explicit ForwardLayout(const Problem& p)
-        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.block_len)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)) {}
+        : blocks(make_key_blocks(p)), nb(blocks.total()), bsp(padded(p.block_len)), Dkp(padded(p.Dk)), Dvp(padded(p.Dv)),
+          Dk2((p.Dk + 1) / 2) {}
 };
 
 // K and V of the kv head being computed (heads run one after another, so this is one head's).
 struct ForwardPacked {
-    std::span<float> kt;  // [nb][Dkp][bsp] transposed key panels
+    std::span<float> kt;  // [nb][Dkp][bsp] transposed key panels (bf16 dot: [nb][Dkp / 2][bsp] pair words)
     std::span<float> v;   // [T2][Dvp] value rows
 };
 
@@ -37,7 +40,7 @@ ForwardPacked carve_forward(const Problem& p, const ForwardLayout& l, Carver& c)
 
 // A visible slot of the token being computed: its K panel, its V rows, how many keys it shows.
 struct Slot {
-    const float* kt;
+    const void* kt;  // fp32 panel, or pair words with the bf16 dot
     const float* v;
     std::int64_t vis;
 };
@@ -47,6 +50,7 @@ struct ForwardScratch {
     float* s;    // [G][C * bsp] scores, then probabilities
     float* o;    // [G][Dvp]
     float* inv;  // [G] 1 / sum
+    std::uint32_t* qpairs;  // [G][Dk2] the q rows as bf16 pairs (bf16 dot only)
     Slot* slots; // [C]
     const float** vrows;  // [C * bsp]
     const float* zero;    // [Dvp] zeros
@@ -82,7 +86,8 @@ NSA_AVX2 void softmax_row(float* s, const Slot* slots, int nslots, std::int64_t 
 
 template <class S>
 NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const ForwardPacked& pk, std::int64_t n2,
-                             std::int64_t t0, const ForwardScratch& w) {
+                             std::int64_t t0, const ForwardScratch& w, bool bf16_dot) {
+    const std::int64_t panel_words = bf16_dot ? l.Dkp / 2 * l.bsp : l.Dkp * l.bsp;
     const float scale = static_cast<float>(p.scale);
     for (std::int64_t t = t0; t < std::min(t0 + kQueryTokens, p.T1); ++t) {
         const QueryRow row = locate_query(p, t);
@@ -94,7 +99,7 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
                 const Segment seg = visible_part(p, row, x);
                 if (seg.end == seg.begin) continue;
                 const std::int64_t gb = l.blocks.first[row.batch] + x;
-                w.slots[nslots++] = {pk.kt.data() + gb * l.Dkp * l.bsp, pk.v.data() + (row.kv0 + x * p.bs) * l.Dvp,
+                w.slots[nslots++] = {pk.kt.data() + gb * panel_words, pk.v.data() + (row.kv0 + x * p.bs) * l.Dvp,
                                      seg.end - seg.begin};
             }
         if (nslots == 0) {  // padding row or nothing visible: out = max = sum = 0
@@ -110,9 +115,18 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
             load_row_padded<S>(p.q, t, n2 * p.G + g, q, p.Dk, l.Dkp);
         }
         const std::int64_t lds = nslots * l.bsp;
-        for (int k = 0; k < nslots; ++k)
-            gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1}, StridedB{w.slots[k].kt, l.bsp},
-                       StridedC{w.s + k * l.bsp, lds}, false);
+        if (bf16_dot) {
+            for (std::int64_t g = 0; g < p.G; ++g) pair_row(w.q + g * l.Dkp, p.Dk, w.qpairs + g * l.Dk2);
+            for (int k = 0; k < nslots; ++k)
+                gemm_bf16_tiles(p.G, l.bsp, l.Dk2, PairedA{w.qpairs, l.Dk2},
+                                PairedB{static_cast<const std::uint32_t*>(w.slots[k].kt), l.bsp},
+                                StridedC{w.s + k * l.bsp, lds});
+        } else {
+            for (int k = 0; k < nslots; ++k)
+                gemm_tiles(p.G, l.bsp, p.Dk, StridedA{w.q, l.Dkp, 1},
+                           StridedB{static_cast<const float*>(w.slots[k].kt), l.bsp}, StridedC{w.s + k * l.bsp, lds},
+                           false);
+        }
         for (std::int64_t g = 0; g < p.G; ++g) {
             float mx = 0, sum = 0;
             softmax_row(w.s + g * lds, w.slots, nslots, l.bsp, scale, &mx, &sum);
@@ -134,15 +148,20 @@ NSA_AVX2 void forward_tokens(const Problem& p, const ForwardLayout& l, const For
 
 // Transposed block panels of head n: out[block][d][0, bsp) = src[key0 + i, n, d] for the block's
 // keys and d < Dp, zero for i past the block or past its batch (and for d >= D). The microkernel
-// reads them as B rows of S = Q K^T.
+// reads them as B rows of S = Q K^T. With the bf16 dot each panel is stored as its pair words,
+// out[block][d / 2][i] (half the size).
 template <class S>
 void pack_panels(const Problem& p, const KeyBlocks& blocks, const TensorView& src, std::int64_t n, std::int64_t D,
-                 std::int64_t Dp, std::int64_t bsp, float* out, int threads) {
-    std::vector<float> rows(static_cast<std::size_t>(checked_product({threads, bsp, Dp}, "the panel scratch")));
+                 std::int64_t Dp, std::int64_t bsp, float* out, int threads, bool bf16_dot) {
+    const std::int64_t per_worker = checked_product({2, bsp, Dp}, "the panel scratch");
+    std::vector<float> scratch(static_cast<std::size_t>(checked_product({threads, per_worker}, "the panel scratch")));
     parallel_for(blocks.total(), threads, [&](std::int64_t gb, int worker) {
         const KeyBlock blk = locate_block(p, blocks, gb);
-        block_rows_and_panel<S>(src, blk.key0, blk.keys, n, D, Dp, bsp, rows.data() + worker * bsp * Dp,
-                                out + gb * Dp * bsp);
+        float* rows = scratch.data() + worker * per_worker;
+        if (!bf16_dot) return block_rows_and_panel<S>(src, blk.key0, blk.keys, n, D, Dp, bsp, rows, out + gb * Dp * bsp);
+        float* panel = rows + bsp * Dp;
+        block_rows_and_panel<S>(src, blk.key0, blk.keys, n, D, Dp, bsp, rows, panel);
+        pair_panel(panel, Dp / 2, bsp, reinterpret_cast<std::uint32_t*>(out) + gb * (Dp / 2) * bsp);
     });
 }
 
@@ -154,24 +173,33 @@ void forward_typed(const Problem& p, std::span<std::byte> workspace) {
     const int threads = thread_count();
 
     const std::int64_t slot_keys = checked_product({p.C, l.bsp}, "the scores of a row");
+    // Per head: q, scores, o, 1/sum and the q pairs (Dk2 <= Dkp words, carved as floats).
     const std::int64_t per_worker =
-        checked_product({p.G, checked_add(slot_keys, l.Dkp + l.Dvp + 1, "the row scratch")}, "the row scratch");
+        checked_product({p.G, checked_add(slot_keys, 2 * l.Dkp + l.Dvp + 1, "the row scratch")}, "the row scratch");
     std::vector<float> scratch(static_cast<std::size_t>(checked_product({threads, per_worker}, "the row scratch")));
     std::vector<Slot> slots(static_cast<std::size_t>(threads * p.C));
     std::vector<const float*> vrows(static_cast<std::size_t>(checked_product({threads, slot_keys}, "the row scratch")));
     const std::vector<float> zero(static_cast<std::size_t>(l.Dvp), 0.0f);
     const std::int64_t groups = (p.T1 + kQueryTokens - 1) / kQueryTokens;
+    const bool bf16_dot = std::is_same_v<S, bf16_t> && use_bf16_dot();
     // One kv head at a time: its panels (10.5 MB at T2 = 8192) stay in L3 while every task of the
     // head reads them, and the packed copy is one head's, not N2 heads'.
     for (std::int64_t n2 = 0; n2 < p.N2; ++n2) {
-        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, l.Dkp, l.bsp, pk.kt.data(), threads);
+        pack_panels<S>(p, l.blocks, p.k, n2, p.Dk, l.Dkp, l.bsp, pk.kt.data(), threads, bf16_dot);
         pack_rows<S>(p.v, p.T2, n2, p.Dv, l.Dvp, pk.v.data(), threads);
         parallel_for(groups, threads, [&](std::int64_t group, int worker) {
             float* base = scratch.data() + worker * per_worker;
             float* o = base + p.G * (l.Dkp + p.C * l.bsp);
-            const ForwardScratch w{base, base + p.G * l.Dkp, o, o + p.G * l.Dvp, slots.data() + worker * p.C,
-                                   vrows.data() + worker * p.C * l.bsp, zero.data()};
-            forward_tokens<S>(p, l, pk, n2, group * kQueryTokens, w);
+            float* inv = o + p.G * l.Dvp;
+            const ForwardScratch w{base,
+                                   base + p.G * l.Dkp,
+                                   o,
+                                   inv,
+                                   reinterpret_cast<std::uint32_t*>(inv + p.G),
+                                   slots.data() + worker * p.C,
+                                   vrows.data() + worker * p.C * l.bsp,
+                                   zero.data()};
+            forward_tokens<S>(p, l, pk, n2, group * kQueryTokens, w, bf16_dot);
         });
     }
 }

@@ -3,6 +3,7 @@
 // everywhere (and nowhere outside their views).
 #include <gtest/gtest.h>
 
+#include "kernels/dispatch.hpp"
 #include "ops/select_attention/cases.hpp"
 
 using namespace nsa_test;
@@ -222,4 +223,62 @@ TEST(Ops, CallerWorkspaceIsUsedAndGivesTheSameBits) {
     EXPECT_EQ(a.dq.bytes, b.dq.bytes);
     EXPECT_EQ(a.dk.bytes, b.dk.bytes);
     EXPECT_EQ(a.dv.bytes, b.dv.bytes);
+}
+
+// Where the CPU has AVX512_BF16, bf16 problems compute S = Q K^T and dP = dO V^T on the bf16 dot
+// tiles. Both tile kinds must meet the reference on random problems, and the switch must reach the
+// kernels: their bits differ somewhere in the forward and in the backward.
+TEST(Bf16Dot, BothTileKindsMatchReference) {
+    if (!opennsa::detail::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16";
+    std::mt19937_64 rng(case_seed(4242));
+    bool forward_differs = false, backward_differs = false;
+    for (int i = 0; i < 16; ++i) {
+        const Case c = random_case(rng, DType::bf16);
+        std::vector<unsigned char> out[2], grads[2];
+        for (int mode : {0, 1}) {
+            opennsa::detail::set_bf16_dot_for_testing(mode);
+            check_forward(c);
+            check_backward(c);
+            Tensors t(c);
+            opennsa::forward(t.forward_args(), t.params);
+            out[mode] = t.out.bytes;
+            t.set_forward_from_reference();
+            opennsa::backward(t.backward_args(), t.params);
+            grads[mode] = t.dq.bytes;
+            grads[mode].insert(grads[mode].end(), t.dk.bytes.begin(), t.dk.bytes.end());
+        }
+        forward_differs = forward_differs || out[0] != out[1];
+        backward_differs = backward_differs || grads[0] != grads[1];
+    }
+    opennsa::detail::set_bf16_dot_for_testing(-1);
+    EXPECT_TRUE(forward_differs) << "the bf16 dot setting did not change the forward";
+    EXPECT_TRUE(backward_differs) << "the bf16 dot setting did not change the backward";
+}
+
+// A row that sees one key has P = 1 and o = v, so dP - D cancels exactly and dq, dk are exactly
+// zero, as in the reference: D = dO . o must be computed by the same chain as dP = dO . v on
+// either tile kind.
+TEST(Bf16Dot, OneVisibleKeyGivesExactlyZeroGradients) {
+    for (int mode : {0, 1}) {
+        if (mode == 1 && !opennsa::detail::cpu_has_avx512_bf16()) continue;
+        opennsa::detail::set_bf16_dot_for_testing(mode);
+        for (DType dtype : {DType::bf16, DType::f32}) {
+            Case c = base_case(dtype, 31);
+            c.q_lens = std::vector<std::int64_t>(8, 1);  // 8 batches of one token and one key
+            c.kv_lens = c.q_lens;
+            c.varlen = true;
+            c.N1 = 8;
+            c.C = 1;
+            c.Dk = 40;
+            c.Dv = 136;
+            c.empty_slot = c.duplicate = c.beyond_causal = 0;
+            SCOPED_TRACE(c.describe());
+            Tensors t(c);
+            t.set_forward_from_reference();
+            opennsa::backward(t.backward_args(), t.params);
+            for (double x : t.dq.dense()) ASSERT_EQ(x, 0.0) << "dq, bf16 dot " << mode;
+            for (double x : t.dk.dense()) ASSERT_EQ(x, 0.0) << "dk, bf16 dot " << mode;
+        }
+    }
+    opennsa::detail::set_bf16_dot_for_testing(-1);
 }
