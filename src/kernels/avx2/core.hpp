@@ -201,15 +201,15 @@ NSA_AVX2 void gemm_tiles(std::int64_t M, std::int64_t N, std::int64_t K, const A
 
 // ---- bf16 dot tiles (AVX512_BF16, where use_bf16_dot() holds) ------------------------------
 //
-// For matmuls whose two operands are bf16 inputs (S = Q K^T, dP = dO V^T): vdpbf16ps multiplies
-// two bf16 pairs exactly and adds both products to an fp32 accumulator, twice the FMA tiles' work
-// per instruction. K runs in pairs: word kk of an A row holds elements (2kk, 2kk+1) in its low and
+// For bf16 problems: vdpbf16ps multiplies two bf16 pairs exactly and adds both products to an
+// fp32 accumulator, twice the FMA tiles' work per instruction. Operands that are inputs (q, k, v,
+// dO) are exact in bf16; fp32 intermediates (P, dS) are rounded to bf16 first (SPEC 7 allows it). K runs in pairs: word kk of an A row holds elements (2kk, 2kk+1) in its low and
 // high halves, and B is pair-interleaved, B(kk, j) = (b(2kk, j), b(2kk+1, j)) in one word. Each
 // output element is the same ascending chain of pair steps whichever tile computes it, so the
 // bits do not depend on the tiling or the thread count (they differ from the FMA chain's).
-struct PairedA {  // A row i = p + i * ld words
+struct PairedA {  // A(i, kk) = p[i * ld + kk * cs] words
     const std::uint32_t* p;
-    std::int64_t ld;
+    std::int64_t ld, cs;
     const std::uint32_t* row(std::int64_t i) const noexcept { return p + i * ld; }
 };
 struct PairedB {  // B row kk = p + kk * ld words
@@ -217,16 +217,35 @@ struct PairedB {  // B row kk = p + kk * ld words
     std::int64_t ld;
     const std::uint32_t* row(std::int64_t kk) const noexcept { return p + kk * ld; }
 };
+struct GatheredPairedA {  // A row i = rows[i], unit stride along kk
+    const std::uint32_t* const* rows;
+    static constexpr std::int64_t cs = 1;
+    const std::uint32_t* row(std::int64_t i) const noexcept { return rows[i]; }
+};
+struct GatheredPairedB {  // B row kk = rows[kk]
+    const std::uint32_t* const* rows;
+    const std::uint32_t* row(std::int64_t kk) const noexcept { return rows[kk]; }
+};
 
-// Word kk of the pair form of fp32 values that are bf16 numbers: x[2kk] in the low half,
-// x[2kk+1] in the high half. Exact (their low 16 bits are zero), NaN payloads included.
-NSA_AVX2 inline __m256i pair_words(__m256 even, __m256 odd) {
-    return _mm256_or_si256(_mm256_srli_epi32(_mm256_castps_si256(even), 16),
-                           _mm256_and_si256(_mm256_castps_si256(odd), _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+
+// fp32 values rounded to the nearest bf16 (ties to even), in the high halves of the lanes (low
+// halves zero). Exact for values that are bf16 numbers, NaN payloads included (their low 16 bits
+// are zero, so nothing carries); the other values here are finite.
+NSA_AVX2 inline __m256i bf16_high_halves(__m256 v) {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+    return _mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u)));
 }
 
-// out[kk] = (x[2kk], x[2kk+1]) for kk < (n + 1) / 2, a zero high half past n; x holds bf16
-// values, so rounding them to bf16 (vcvtneps2bf16, 16 at a time) is exact.
+// Words of the pair form: bf16(even) in the low half, bf16(odd) in the high half, each rounded
+// to nearest even (exact for the inputs q, k, v, dO; the rounding SPEC 7 allows for P and dS).
+NSA_AVX2 inline __m256i pair_words(__m256 even, __m256 odd) {
+    return _mm256_or_si256(_mm256_srli_epi32(bf16_high_halves(even), 16), bf16_high_halves(odd));
+}
+
+// out[kk] = (x[2kk], x[2kk+1]) for kk < (n + 1) / 2 rounded to bf16 (vcvtneps2bf16, nearest
+// even, 16 at a time), a zero high half past n.
 NSA_AVX512BF16 inline void pair_row(const float* x, std::int64_t n, std::uint32_t* out) {
     for (std::int64_t i = 0; i < n; i += 16) {
         const std::int64_t left = std::min<std::int64_t>(16, n - i);
@@ -236,9 +255,8 @@ NSA_AVX512BF16 inline void pair_row(const float* x, std::int64_t n, std::uint32_
     }
 }
 
-// The pair-interleaved form of a transposed fp32 panel of bf16 values: out[kk][i] =
-// (panel[2kk][i], panel[2kk+1][i]) for kk < D2, i < cols (cols a multiple of 8, D2 rows of the
-// panel pairs exist: the panel is zero-padded to an even row count).
+// The pair-interleaved form of a transposed fp32 panel: out[kk][i] = (panel[2kk][i],
+// panel[2kk+1][i]) for kk < D2, i < cols (cols a multiple of 8; the panel has 2 D2 rows).
 NSA_AVX2 inline void pair_panel(const float* panel, std::int64_t D2, std::int64_t cols, std::uint32_t* out) {
     for (std::int64_t kk = 0; kk < D2; ++kk)
         for (std::int64_t i = 0; i < cols; i += kLanes)
@@ -247,20 +265,29 @@ NSA_AVX2 inline void pair_panel(const float* panel, std::int64_t D2, std::int64_
                                            _mm256_loadu_ps(panel + (2 * kk + 1) * cols + i)));
 }
 
+// The pair form of rows r0 and r1 (r1 null: a zero row) of n fp32 values, as one row of a B
+// operand paired over rows: out[d] = (r0[d], r1[d]); n a multiple of 8.
+NSA_AVX2 inline void pair_two_rows(const float* r0, const float* r1, std::int64_t n, std::uint32_t* out) {
+    for (std::int64_t d = 0; d < n; d += kLanes)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + d),
+                            pair_words(_mm256_loadu_ps(r0 + d), r1 ? _mm256_loadu_ps(r1 + d) : _mm256_setzero_ps()));
+}
+
 template <int MR, int NR, class B>
-NSA_AVX512BF16 inline void micro_bf16(std::int64_t K2, const std::uint32_t* const* a, const B& b, std::int64_t j0,
-                                      float* const* c, __mmask16 tail) {
+NSA_AVX512BF16 inline void micro_bf16(std::int64_t K2, const std::uint32_t* const* a, std::int64_t acs, const B& b,
+                                      std::int64_t j0, float* const* c, bool accumulate, __mmask16 tail) {
     __mmask16 mask[NR];
     for (int j = 0; j < NR; ++j) mask[j] = j == NR - 1 ? tail : __mmask16(0xFFFF);
     __m512 acc[MR][NR];
     for (int i = 0; i < MR; ++i)
-        for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < NR; ++j)
+            acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(mask[j], c[i] + j0 + j * 16) : _mm512_setzero_ps();
     for (std::int64_t kk = 0; kk < K2; ++kk) {
         const std::uint32_t* br = b.row(kk) + j0;
         __m512i bv[NR];
         for (int j = 0; j < NR; ++j) bv[j] = _mm512_maskz_loadu_epi32(mask[j], br + j * 16);
         for (int i = 0; i < MR; ++i) {
-            const __m512i av = _mm512_set1_epi32(static_cast<int>(a[i][kk]));
+            const __m512i av = _mm512_set1_epi32(static_cast<int>(a[i][kk * acs]));
             for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)av, (__m512bh)bv[j]);
         }
     }
@@ -269,25 +296,28 @@ NSA_AVX512BF16 inline void micro_bf16(std::int64_t K2, const std::uint32_t* cons
 }
 
 template <int NR, class B>
-NSA_AVX512BF16 inline void micro_bf16_rows(int rows, std::int64_t K2, const std::uint32_t* const* a, const B& b,
-                                           std::int64_t j0, float* const* c, __mmask16 tail) {
+NSA_AVX512BF16 inline void micro_bf16_rows(int rows, std::int64_t K2, const std::uint32_t* const* a, std::int64_t acs,
+                                           const B& b, std::int64_t j0, float* const* c, bool accumulate,
+                                           __mmask16 tail) {
     switch (rows) {
-        case 8: return micro_bf16<8, NR>(K2, a, b, j0, c, tail);
-        case 7: return micro_bf16<7, NR>(K2, a, b, j0, c, tail);
-        case 6: return micro_bf16<6, NR>(K2, a, b, j0, c, tail);
-        case 5: return micro_bf16<5, NR>(K2, a, b, j0, c, tail);
-        case 4: return micro_bf16<4, NR>(K2, a, b, j0, c, tail);
-        case 3: return micro_bf16<3, NR>(K2, a, b, j0, c, tail);
-        case 2: return micro_bf16<2, NR>(K2, a, b, j0, c, tail);
-        default: return micro_bf16<1, NR>(K2, a, b, j0, c, tail);
+        case 8: return micro_bf16<8, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 7: return micro_bf16<7, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 6: return micro_bf16<6, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 5: return micro_bf16<5, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 4: return micro_bf16<4, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 3: return micro_bf16<3, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        case 2: return micro_bf16<2, NR>(K2, a, acs, b, j0, c, accumulate, tail);
+        default: return micro_bf16<1, NR>(K2, a, acs, b, j0, c, accumulate, tail);
     }
 }
 
-// C[M x N] = A[M x 2 K2] B[2 K2 x N] over K2 pairs, N a multiple of 8; the layout of
-// gemm_tiles_zmm (column panels of 32, 8-row tiles). Overwrites C.
+// C[M x N] (+)= A[M x 2 K2] B[2 K2 x N] over K2 pairs, N a multiple of 8; the layout of
+// gemm_tiles_zmm (column panels of 32, 8-row tiles). accumulate=false overwrites C.
 template <class A, class B, class C>
 NSA_AVX512BF16 __attribute__((noinline)) void gemm_bf16_tiles(std::int64_t M, std::int64_t N, std::int64_t K2,
-                                                              const A& a, const B& b, const C& c) {
+                                                              const A& a, const B& b, const C& c,
+                                                              bool accumulate = false) {
+    if (K2 == 0 && accumulate) return;
     for (std::int64_t j0 = 0; j0 < N; j0 += 32) {
         const std::int64_t width = std::min<std::int64_t>(32, N - j0);  // 8, 16, 24 or 32
         const __mmask16 tail = width % 16 == 0 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
@@ -300,9 +330,9 @@ NSA_AVX512BF16 __attribute__((noinline)) void gemm_bf16_tiles(std::int64_t M, st
                 cp[i] = c.row(i0 + i);
             }
             if (width > 16)
-                micro_bf16_rows<2>(rows, K2, ap, b, j0, cp, tail);
+                micro_bf16_rows<2>(rows, K2, ap, a.cs, b, j0, cp, accumulate, tail);
             else
-                micro_bf16_rows<1>(rows, K2, ap, b, j0, cp, tail);
+                micro_bf16_rows<1>(rows, K2, ap, a.cs, b, j0, cp, accumulate, tail);
         }
     }
 }

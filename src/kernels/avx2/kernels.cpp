@@ -20,7 +20,7 @@ void gemm_bf16(std::int64_t M, std::int64_t N, std::int64_t K, const float* a, s
     for (std::int64_t k = 0; k < K; ++k) std::copy(b + k * ldb, b + k * ldb + N, panel.data() + k * N);
     std::vector<std::uint32_t> bpairs(static_cast<std::size_t>(std::max<std::int64_t>(1, K2 * N)));
     pair_panel(panel.data(), K2, N, bpairs.data());
-    gemm_bf16_tiles(M, N, K2, PairedA{apairs.data(), K2}, PairedB{bpairs.data(), N}, StridedC{c, ldc});
+    gemm_bf16_tiles(M, N, K2, PairedA{apairs.data(), K2, 1}, PairedB{bpairs.data(), N}, StridedC{c, ldc});
     std::vector<float> col(static_cast<std::size_t>(std::max<std::int64_t>(1, K)));
     for (std::int64_t k = 0; k < K; ++k) col[static_cast<std::size_t>(k)] = b[k * ldb];
     std::vector<std::uint32_t> cpairs(static_cast<std::size_t>(std::max<std::int64_t>(1, K2)));

@@ -18,8 +18,12 @@
 //   3. dQ step, task = kQueryTokens tokens: dQ = sum of the partials in slot order;
 //   4. dk = scale * acc and dv = acc, rounded once.
 // Every matmul batches all rows that selected a block, so small G still gets real matmuls.
-// For bf16 inputs on CPUs with AVX512_BF16 (use_bf16_dot()), S and dP, whose operands are both
-// inputs, run on the bf16 dot tiles (the forward's S, bit for bit); the other three stay fp32.
+// For bf16 inputs on CPUs with AVX512_BF16 (use_bf16_dot()) the matmuls run on the bf16 dot
+// tiles: S (the forward's S, bit for bit) and dP, whose operands are inputs; dQ_slot = dS K with
+// dS rounded to bf16; and, when G is even, dV += P^T dO and dK += dS^T Q with P and dS rounded
+// (SPEC 7). Those two sum over pairs of rows; with G even a pair is two heads of one query token,
+// never two tokens, so the chain does not depend on how the tokens are chunked. With G odd they
+// stay fp32.
 // Chunks run one after another and every accumulator row is owned by one task per chunk, reduced
 // in a fixed order: the same bits for any thread count and any chunk size. Extra memory: one
 // head's accumulators, the reverse index, one chunk, and per thread a block's K/V and the tiles.
@@ -76,6 +80,11 @@ struct BackwardWs {
     std::span<float> q, dO;  // chunk rows [chunk][G][Dkp], [chunk][G][Dvp]
     std::span<RowStats> stats;  // [chunk][G]
     std::span<float> dqp;    // partial dQ per slot [chunk][G][C][Dkp]
+    // bf16 problems (carved whatever the CPU, so the size does not depend on it; filled where
+    // the bf16 dot runs): the chunk's q and dO rows as bf16 pairs (A of S and dP), and two heads
+    // (2h, 2h + 1) of a token paired (B of dK and dV, G even).
+    std::span<std::uint32_t> qp, dOp;  // [chunk][G][Dk2], [chunk][G][Dv2]
+    std::span<std::uint32_t> qh, dOh;  // [chunk][G / 2][Dkp], [chunk][G / 2][Dvp]
 };
 
 BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) {
@@ -89,6 +98,12 @@ BackwardWs carve_backward(const Problem& p, const BackwardLayout& l, Carver& c) 
     w.dO = c.take<float>({l.chunk, p.G, l.Dvp});
     w.stats = c.take<RowStats>({l.chunk, p.G});
     w.dqp = c.take<float>({l.chunk, p.G, p.C, l.Dkp});
+    if (p.dtype == DType::bf16) {
+        w.qp = c.take<std::uint32_t>({l.chunk, p.G, l.Dk2});
+        w.dOp = c.take<std::uint32_t>({l.chunk, p.G, l.Dv2});
+        w.qh = c.take<std::uint32_t>({l.chunk, p.G / 2, l.Dkp});
+        w.dOh = c.take<std::uint32_t>({l.chunk, p.G / 2, l.Dvp});
+    }
     return w;
 }
 
@@ -106,14 +121,41 @@ struct BlockScratch {
     float* vrows;      // [bsp][Dvp] rows (only to build vt)
     float* kt;         // [Dkp][bsp] transposed (B of S = Q K^T)
     float* vt;         // [Dvp][bsp] transposed (B of dP = dO V^T)
-    // bf16 dot only: the tile's q and dO rows as pairs, and the pair-interleaved kt and vt.
-    std::uint32_t* qpairs;   // [kRowTile][Dk2]
-    std::uint32_t* dOpairs;  // [kRowTile][Dv2]
-    std::uint32_t* kpairs;   // [Dkp / 2][bsp]
-    std::uint32_t* vpairs;   // [Dvp / 2][bsp]
+    // bf16 dot only: the operands in pair form.
+    struct Pairs {
+        const std::uint32_t** q;    // [kRowTile] the rows' q pairs in the chunk (A of S)
+        const std::uint32_t** dO;   // [kRowTile] (A of dP)
+        const std::uint32_t** qh;   // [kRowTile / 2] the rows' head pairs (B of dK; G even)
+        const std::uint32_t** dOh;  // [kRowTile / 2] (B of dV)
+        std::uint32_t* kt;          // [Dkp / 2][bsp] kt paired over d (B of S)
+        std::uint32_t* vt;          // [Dvp / 2][bsp] (B of dP)
+        std::uint32_t* krows;       // [bsp / 2][Dkp] K rows paired over keys (B of dQ_slot)
+        std::uint32_t* ds;          // [kRowTile][bsp / 2] dS paired over keys (A of dQ_slot)
+        std::uint32_t* pt;          // [kRowTile / 2][bsp] P^T paired over rows (A of dV)
+        std::uint32_t* dst;         // [kRowTile / 2][bsp] dS^T (A of dK)
+    } pairs;
 };
 
-// P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed.
+// Words of one worker's pair buffers (Pairs::kt .. Pairs::dst).
+std::int64_t pair_buffer_words(const BackwardLayout& l) {
+    return checked_product({l.bsp, checked_add(l.Dkp + l.Dvp, 2 * kRowTile, "the block scratch")}, "the block scratch");
+}
+
+BlockScratch::Pairs carve_pairs(const BackwardLayout& l, const std::uint32_t** ptrs, std::uint32_t* at) {
+    BlockScratch::Pairs w{ptrs, ptrs + kRowTile, ptrs + 2 * kRowTile, ptrs + 2 * kRowTile + kRowTile / 2,
+                          nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    const std::int64_t bsp2 = l.bsp / 2;
+    w.kt = at;
+    w.vt = w.kt + l.Dkp / 2 * l.bsp;
+    w.krows = w.vt + l.Dvp / 2 * l.bsp;
+    w.ds = w.krows + bsp2 * l.Dkp;
+    w.pt = w.ds + kRowTile * bsp2;
+    w.dst = w.pt + kRowTile / 2 * l.bsp;
+    return w;  // ends at dst + kRowTile / 2 * bsp: bsp (Dkp + Dvp) + 2 kRowTile bsp words in all
+}
+
+// P = exp(scale S - max) / sum and dS = P (dP - D) for `rows` rows, invisible keys zeroed (the
+// bf16 dot operands are rounded from these fp32 values when they are paired).
 NSA_AVX2 void probabilities(const BackwardLayout& l, const BlockScratch& w, std::int64_t rows, float scale) {
     const __m256 vscale = _mm256_set1_ps(scale);
     for (std::int64_t r = 0; r < rows; ++r) {
@@ -197,9 +239,13 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
     block_rows_and_panel<S>(p.k, key0, keys, n2, p.Dk, l.Dkp, l.bsp, w.krows, w.kt);
     block_rows_and_panel<S>(p.v, key0, keys, n2, p.Dv, l.Dvp, l.bsp, w.vrows, w.vt);
     const bool block_finite = all_finite(w.krows, keys * l.Dkp) && all_finite(w.vrows, keys * l.Dvp);
+    const bool pair_rows = bf16_dot && p.G % 2 == 0;  // dV and dK on the bf16 dot tiles
+    const BlockScratch::Pairs& pw = w.pairs;
     if (bf16_dot) {
-        pair_panel(w.kt, l.Dkp / 2, l.bsp, w.kpairs);
-        pair_panel(w.vt, l.Dvp / 2, l.bsp, w.vpairs);
+        pair_panel(w.kt, l.Dkp / 2, l.bsp, pw.kt);
+        pair_panel(w.vt, l.Dvp / 2, l.bsp, pw.vt);
+        for (std::int64_t m = 0; m < l.bsp / 2; ++m)
+            pair_two_rows(w.krows + 2 * m * l.Dkp, w.krows + (2 * m + 1) * l.Dkp, l.Dkp, pw.krows + m * l.Dkp);
     }
     const std::int64_t total = static_cast<std::int64_t>(entries.size()) * p.G;
     for (std::int64_t r0 = 0; r0 < total; r0 += kRowTile) {
@@ -216,6 +262,15 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             w.dqp[r] = ws.dqp.data() + (cell * p.C + slot) * l.Dkp;
             w.stats[r] = ws.stats[static_cast<std::size_t>(cell)];
             w.vis[r] = seg.end - seg.begin;
+            if (bf16_dot) {
+                pw.q[r] = ws.qp.data() + cell * l.Dk2;
+                pw.dO[r] = ws.dOp.data() + cell * l.Dv2;
+                if (pair_rows && r % 2 == 0) {  // rows r, r + 1 are heads g, g + 1 of token t (r0, G even)
+                    const std::int64_t head_pair = cell / 2;
+                    pw.qh[r / 2] = ws.qh.data() + head_pair * l.Dkp;
+                    pw.dOh[r / 2] = ws.dOh.data() + head_pair * l.Dvp;
+                }
+            }
         }
         bool tile_finite = block_finite;
         for (std::int64_t r = 0; r < rows; ++r) tile_finite = tile_finite && w.stats[r].finite;
@@ -224,22 +279,34 @@ NSA_AVX2 void block_step(const Problem& p, const BackwardLayout& l, const Backwa
             continue;
         }
         if (bf16_dot) {
-            for (std::int64_t r = 0; r < rows; ++r) {
-                pair_row(w.q[r], p.Dk, w.qpairs + r * l.Dk2);
-                pair_row(w.dO[r], p.Dv, w.dOpairs + r * l.Dv2);
-            }
-            gemm_bf16_tiles(rows, l.bsp, l.Dk2, PairedA{w.qpairs, l.Dk2}, PairedB{w.kpairs, l.bsp},
-                            StridedC{w.s, l.bsp});
-            gemm_bf16_tiles(rows, l.bsp, l.Dv2, PairedA{w.dOpairs, l.Dv2}, PairedB{w.vpairs, l.bsp},
-                            StridedC{w.dp, l.bsp});
+            gemm_bf16_tiles(rows, l.bsp, l.Dk2, GatheredPairedA{pw.q}, PairedB{pw.kt, l.bsp}, StridedC{w.s, l.bsp});
+            gemm_bf16_tiles(rows, l.bsp, l.Dv2, GatheredPairedA{pw.dO}, PairedB{pw.vt, l.bsp}, StridedC{w.dp, l.bsp});
         } else {
             gemm_tiles(rows, l.bsp, p.Dk, GatheredA{w.q}, StridedB{w.kt, l.bsp}, StridedC{w.s, l.bsp}, false);
             gemm_tiles(rows, l.bsp, p.Dv, GatheredA{w.dO}, StridedB{w.vt, l.bsp}, StridedC{w.dp, l.bsp}, false);
         }
         probabilities(l, w, rows, static_cast<float>(p.scale));
-        gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
-        gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
-        gemm_tiles(rows, l.Dkp, keys, StridedA{w.dp, l.bsp, 1}, StridedB{w.krows, l.Dkp}, GatheredC{w.dqp}, false);
+        if (pair_rows) {  // rows is even: G is, and kRowTile is
+            const std::int64_t rows2 = rows / 2;
+            pair_panel(w.s, rows2, l.bsp, pw.pt);
+            pair_panel(w.dp, rows2, l.bsp, pw.dst);
+            gemm_bf16_tiles(keys, l.Dvp, rows2, PairedA{pw.pt, 1, l.bsp}, GatheredPairedB{pw.dOh}, StridedC{dv, l.Dvp},
+                            true);
+            gemm_bf16_tiles(keys, l.Dkp, rows2, PairedA{pw.dst, 1, l.bsp}, GatheredPairedB{pw.qh}, StridedC{dk, l.Dkp},
+                            true);
+        } else {
+            gemm_tiles(keys, l.Dvp, rows, StridedA{w.s, 1, l.bsp}, GatheredB{w.dO}, StridedC{dv, l.Dvp}, true);
+            gemm_tiles(keys, l.Dkp, rows, StridedA{w.dp, 1, l.bsp}, GatheredB{w.q}, StridedC{dk, l.Dkp}, true);
+        }
+        if (bf16_dot) {
+            const std::int64_t bsp2 = l.bsp / 2;
+            for (std::int64_t r = 0; r < rows; ++r) pair_row(w.dp + r * l.bsp, l.bsp, pw.ds + r * bsp2);
+            gemm_bf16_tiles(rows, l.Dkp, (keys + 1) / 2, PairedA{pw.ds, bsp2, 1}, PairedB{pw.krows, l.Dkp},
+                            GatheredC{w.dqp});
+        } else {
+            gemm_tiles(rows, l.Dkp, keys, StridedA{w.dp, l.bsp, 1}, StridedB{w.krows, l.Dkp}, GatheredC{w.dqp},
+                       false);
+        }
     }
 }
 
@@ -282,16 +349,9 @@ NSA_AVX2 float fma_dot(const float* a, const float* b, std::int64_t n) {
     return _mm_cvtss_f32(acc);
 }
 
-// D = dO . o over bf16 pairs, the bf16 dot tiles' chain for dP = dO . v. pairs: [2][Dv2] scratch.
-NSA_AVX512BF16 float pair_dot(const float* dO, const float* o, std::int64_t Dv, std::uint32_t* pairs) {
-    const std::int64_t Dv2 = (Dv + 1) / 2;
-    pair_row(dO, Dv, pairs);
-    pair_row(o, Dv, pairs + Dv2);
-    return bf16_pair_dot(pairs, pairs + Dv2, Dv2);
-}
-
-// Row i of the chunk starting at c0, for head group n2: q and dO as fp32 and the row statistics
-// D = dO.o, max, 1/sum. o: [Dv] scratch, then (bf16 dot) [Dv + 1] words of pairs.
+// Row i of the chunk starting at c0, for head group n2: q and dO as fp32 (and their pair forms
+// with the bf16 dot) and the row statistics D = dO.o, max, 1/sum. o: [Dv] scratch, then (bf16
+// dot) [Dv + 1] words for o's pairs.
 template <class S>
 void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardWs& ws, std::int64_t n2,
                       std::int64_t c0, std::int64_t i, float* o, bool bf16_dot) {
@@ -303,11 +363,26 @@ void pack_chunk_token(const Problem& p, const BackwardLayout& l, const BackwardW
         load_row_padded<S>(p.q, t, h, q, p.Dk, l.Dkp);
         load_row_padded<S>(p.out_grad, t, h, dO, p.Dv, l.Dvp);
         load_row_f32<S>(p.out, t, h, o, p.Dv);
+        float delta = 0.0f;
+        if (bf16_dot) {
+            // D by the bf16 dot tiles' chain for dP = dO . v, so they cancel where o equals v.
+            std::uint32_t* dOp = ws.dOp.data() + (i * p.G + g) * l.Dv2;
+            auto* op = reinterpret_cast<std::uint32_t*>(o + p.Dv);
+            pair_row(q, p.Dk, ws.qp.data() + (i * p.G + g) * l.Dk2);
+            pair_row(dO, p.Dv, dOp);
+            pair_row(o, p.Dv, op);
+            delta = bf16_pair_dot(dOp, op, l.Dv2);
+            if (p.G % 2 == 0 && g % 2 == 1) {  // heads g - 1, g as one pair row
+                const std::int64_t pair = i * (p.G / 2) + g / 2;
+                pair_two_rows(q - l.Dkp, q, l.Dkp, ws.qh.data() + pair * l.Dkp);
+                pair_two_rows(dO - l.Dvp, dO, l.Dvp, ws.dOh.data() + pair * l.Dvp);
+            }
+        } else {
+            delta = fma_dot(dO, o, p.Dv);
+        }
         ws.stats[static_cast<std::size_t>(i * p.G + g)] = {*element<const float>(p.softmax_max, t, h, 0),
                                                            1.0f / *element<const float>(p.softmax_sum, t, h, 0),
-                                                           bf16_dot ? pair_dot(dO, o, p.Dv, reinterpret_cast<std::uint32_t*>(o + p.Dv))
-                                                                    : fma_dot(dO, o, p.Dv),
-                                                           all_finite(q, l.Dkp) && all_finite(dO, l.Dvp)};
+                                                           delta, all_finite(q, l.Dkp) && all_finite(dO, l.Dvp)};
     }
 }
 
@@ -344,18 +419,16 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
     std::vector<float*> dqptr(tw * kRowTile);
     std::vector<RowStats> stats(tw * kRowTile);
     std::vector<std::int64_t> vis(tw * kRowTile);
-    // S and dP tiles, K and V rows and panels, then (bf16 dot) their pair forms: the q / dO
-    // pairs (kRowTile x (Dk2 + Dv2) <= kRowTile x (Dkp + Dvp) / 2 + kRowTile words) and the kt /
-    // vt pairs (bsp x (Dkp + Dvp) / 2 words).
+    // S and dP tiles, K and V rows and panels; with the bf16 dot the operands' pair forms.
     const bool bf16_dot = std::is_same_v<S, bf16_t> && use_bf16_dot();
-    const std::int64_t pair_words =
-        bf16_dot ? checked_product({checked_add(kRowTile, l.bsp, "the block scratch"), l.Dkp + l.Dvp + 2}, "the block scratch")
-                 : 0;
-    const std::size_t per_worker = static_cast<std::size_t>(checked_add(
-        checked_product({2, l.bsp, kRowTile + l.Dkp + l.Dvp}, "the block scratch"), pair_words, "the block scratch"));
+    const std::size_t per_worker =
+        static_cast<std::size_t>(checked_product({2, l.bsp, kRowTile + l.Dkp + l.Dvp}, "the block scratch"));
     std::vector<float> tiles_f(tw * per_worker);
+    const std::size_t pair_words = bf16_dot ? static_cast<std::size_t>(pair_buffer_words(l)) : 0;
+    std::vector<std::uint32_t> pair_buffers(tw * pair_words);
+    std::vector<const std::uint32_t*> pair_ptrs(bf16_dot ? tw * 3 * kRowTile : 0);
     std::vector<float> dq_acc(tw * static_cast<std::size_t>(l.Dkp));
-    std::vector<float> o_rows(tw * static_cast<std::size_t>(2 * p.Dv + 2));  // o, then its and dO's pairs
+    std::vector<float> o_rows(tw * static_cast<std::size_t>(2 * p.Dv + 2));  // o, then its pairs
 
     std::vector<std::span<const std::int64_t>> work(static_cast<std::size_t>(l.nb));  // a chunk's entries per block
     std::vector<std::int64_t> order(static_cast<std::size_t>(l.nb));
@@ -392,7 +465,6 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                     const std::size_t o = static_cast<std::size_t>(worker) * kRowTile;
                     float* f = tiles_f.data() + static_cast<std::size_t>(worker) * per_worker;
                     float* kv = f + 2 * kRowTile * l.bsp;
-                    auto* pairs = reinterpret_cast<std::uint32_t*>(kv + 2 * l.bsp * (l.Dkp + l.Dvp));
                     const BlockScratch w{qptr.data() + o,
                                          doptr.data() + o,
                                          dqptr.data() + o,
@@ -404,10 +476,9 @@ void backward_typed(const Problem& p, std::span<std::byte> workspace) {
                                          kv + l.bsp * l.Dkp,
                                          kv + l.bsp * (l.Dkp + l.Dvp),
                                          kv + l.bsp * (2 * l.Dkp + l.Dvp),
-                                         pairs,
-                                         pairs + kRowTile * l.Dk2,
-                                         pairs + kRowTile * (l.Dk2 + l.Dv2),
-                                         pairs + kRowTile * (l.Dk2 + l.Dv2) + l.Dkp / 2 * l.bsp};
+                                         bf16_dot ? carve_pairs(l, pair_ptrs.data() + 3 * o,
+                                                                pair_buffers.data() + worker * pair_words)
+                                                  : BlockScratch::Pairs{}};
                     const std::int64_t gb = order[static_cast<std::size_t>(task)];
                     block_step<S>(p, l, ws, n2, gb, c0, work[static_cast<std::size_t>(gb)], w, bf16_dot);
                 });

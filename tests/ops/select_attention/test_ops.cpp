@@ -283,3 +283,40 @@ TEST(Bf16Dot, OneVisibleKeyGivesExactlyZeroGradients) {
     }
     opennsa::detail::set_bf16_dot_for_testing(-1);
 }
+
+// A NaN in the value of a key a row does not see never reaches the row, also where the bf16 dot
+// pairs that key with one the row sees: row 20 of the local block [16, 32) sees keys 16..20 (an odd
+// count), and key 21, the second half of the pair (20, 21), holds NaN in v. Every row selects its
+// own block; out must be NaN exactly where the reference's is, and close elsewhere.
+TEST(Bf16Dot, AnInvisibleKeyPairedWithAVisibleOneNeverReachesTheRow) {
+    for (int mode : {0, 1}) {
+        if (mode == 1 && !opennsa::detail::cpu_has_avx512_bf16()) continue;
+        opennsa::detail::set_bf16_dot_for_testing(mode);
+        for (DType dtype : {DType::bf16, DType::f32}) {
+            Case c = base_case(dtype, 32);
+            c.q_lens = {40};
+            c.kv_lens = {40};
+            c.bs = 16;
+            c.C = 1;
+            SCOPED_TRACE(c.describe() + " bf16 dot " + std::to_string(mode));
+            Tensors t(c);
+            for (std::int64_t i = 0; i < 40; ++i)
+                for (std::int64_t n = 0; n < c.N2; ++n) t.topk.set(i, n, 0, static_cast<double>(i / 16));
+            for (std::int64_t n = 0; n < c.N2; ++n) t.v.set(21, n, 0, NAN);
+            opennsa::forward(t.forward_args(), t.params);
+            const auto ref = sel::reference::forward(forward_problem(t));
+            std::vector<double> got = t.out.dense(), want = ref.out;
+            std::size_t nans = 0;
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                ASSERT_EQ(std::isnan(got[i]), std::isnan(want[i])) << "element " << i;
+                if (std::isnan(want[i])) {
+                    ++nans;
+                    got[i] = want[i] = 0.0;
+                }
+            }
+            EXPECT_GT(nans, 0u) << "no row saw the NaN (test is vacuous)";
+            EXPECT_TRUE(close(got, want, tol_out(dtype), "out"));
+        }
+    }
+    opennsa::detail::set_bf16_dot_for_testing(-1);
+}
