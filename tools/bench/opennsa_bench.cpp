@@ -1007,7 +1007,8 @@ int main(int argc, char** argv) {
                 continue;
             }
             // The targets are fractions of the fp32 FMA peak (the kernels compute in fp32 FMAs); for
-            // bf16 on a CPU with vdpbf16ps the fraction of that (higher) peak is reported too.
+            // bf16 on a CPU with vdpbf16ps, where the selected attention's matmuls use it, the
+            // fraction of that (higher) peak is reported too.
             const char* peak_kind = "fp32_fma";
             const double pk = n == 1 ? fp32.one : fp32.at_threads;
             const double pk_bf16 = w.dtype == DType::bf16 ? (n == 1 ? bf16.one : bf16.at_threads) : 0.0;
@@ -1026,13 +1027,17 @@ int main(int argc, char** argv) {
                             (long long)(w.T * w.N2 * (w.Dk + w.Dv) * 4), pk_bf16 > 0 ? gf / pk_bf16 : 0.0,
                             (long long)w.l, (long long)w.d, (long long)compressed_tokens(w));
             } else {
+                char bf16_share[96] = "";
+                if (pk_bf16 > 0)
+                    std::snprintf(bf16_share, sizeof bf16_share, " (%.1f%% of %.1f GFLOP/s bf16 dot peak)",
+                                  100 * gf / pk_bf16, pk_bf16);
                 std::printf("%-14s %-8s %-4s T=%lld N1=%lld N2=%lld Dk=%lld Dv=%lld bs=%lld C=%lld %s threads=%d: "
-                            "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s %s peak, "
+                            "median %.4f s (min %.4f), %.1f GFLOP/s, %.1f%% of %.1f GFLOP/s %s peak%s, "
                             "peak RSS %.0f MiB, workspace %.1f MiB\n",
                             w.name.c_str(), w.op.c_str(), opennsa::dtype_name(w.dtype), (long long)w.T, (long long)w.N1,
                             (long long)w.N2, (long long)w.Dk, (long long)w.Dv, (long long)w.bs, (long long)w.C,
                             w.causal ? "causal" : "full", n, r.median, r.min, gf, pk > 0 ? 100 * gf / pk : 0.0, pk, peak_kind,
-                            double(peak_rss_bytes()) / (1 << 20), double(r.workspace) / (1 << 20));
+                            bf16_share, double(peak_rss_bytes()) / (1 << 20), double(r.workspace) / (1 << 20));
             }
         }
         if (counts.size() == 2) {
