@@ -56,6 +56,21 @@ bool detect_avx512_bf16() noexcept {
 std::atomic<int> zmm_override{-1};
 std::atomic<int> bf16_dot_override{-1};
 
+namespace {
+
+bool env_equals(const char* name, const char* value) noexcept {
+    const char* env = std::getenv(name);
+    return env && std::strcmp(env, value) == 0;
+}
+
+// A feature's setting: the default, unless a test forced it on (1, where the CPU has it) or off (0).
+bool with_override(const std::atomic<int>& forced, bool by_default, bool cpu_has) noexcept {
+    const int mode = forced.load(std::memory_order_relaxed);
+    return mode < 0 ? by_default : (mode == 1 && cpu_has);
+}
+
+}  // namespace
+
 bool cpu_has_avx512() noexcept {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     static const bool has = detect_avx512();
@@ -66,12 +81,8 @@ bool cpu_has_avx512() noexcept {
 }
 
 bool use_zmm_gemm() noexcept {
-    static const bool by_default = [] {
-        const char* env = std::getenv("OPENNSA_KERNEL");
-        return cpu_has_avx512() && !(env && std::strcmp(env, "avx2") == 0);
-    }();
-    const int forced = zmm_override.load(std::memory_order_relaxed);
-    return forced < 0 ? by_default : (forced == 1 && cpu_has_avx512());
+    static const bool by_default = cpu_has_avx512() && !env_equals("OPENNSA_KERNEL", "avx2");
+    return with_override(zmm_override, by_default, cpu_has_avx512());
 }
 
 void set_zmm_gemm_for_testing(int mode) noexcept { zmm_override.store(mode, std::memory_order_relaxed); }
@@ -86,13 +97,8 @@ bool cpu_has_avx512_bf16() noexcept {
 }
 
 bool use_bf16_dot() noexcept {
-    static const bool by_default = [] {
-        const char* env = std::getenv("OPENNSA_BF16_DOT");
-        return cpu_has_avx512_bf16() && !(env && std::strcmp(env, "0") == 0);
-    }();
-    const int forced = bf16_dot_override.load(std::memory_order_relaxed);
-    const bool wanted = forced < 0 ? by_default : (forced == 1 && cpu_has_avx512_bf16());
-    return wanted && use_zmm_gemm();
+    static const bool by_default = cpu_has_avx512_bf16() && !env_equals("OPENNSA_BF16_DOT", "0");
+    return with_override(bf16_dot_override, by_default, cpu_has_avx512_bf16()) && use_zmm_gemm();
 }
 
 void set_bf16_dot_for_testing(int mode) noexcept { bf16_dot_override.store(mode, std::memory_order_relaxed); }
@@ -108,8 +114,7 @@ bool cpu_has_avx2() noexcept {
 
 KernelPath kernel_path() noexcept {
     // Read on every call (cheap next to an op) so tests can switch paths inside one process.
-    const char* env = std::getenv("OPENNSA_KERNEL");
-    if (env && std::strcmp(env, "portable") == 0) return KernelPath::portable;
+    if (env_equals("OPENNSA_KERNEL", "portable")) return KernelPath::portable;
     return cpu_has_avx2() ? KernelPath::avx2 : KernelPath::portable;
 }
 

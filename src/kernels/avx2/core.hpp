@@ -228,9 +228,9 @@ struct GatheredPairedB {  // B row kk = rows[kk]
 };
 
 
-// fp32 values rounded to the nearest bf16 (ties to even), in the high halves of the lanes (low
-// halves zero). Exact for values that are bf16 numbers, NaN payloads included (their low 16 bits
-// are zero, so nothing carries); the other values here are finite.
+// fp32 values rounded to the nearest bf16 (ties to even: u + 0x7fff + bit 16 of u), in the high
+// halves of the lanes (low halves zero). Exact for values that are bf16 numbers, NaN payloads
+// included (their low 16 bits are zero, so nothing carries); other NaNs are the caller's case.
 NSA_AVX2 inline __m256i bf16_high_halves(__m256 v) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -440,8 +440,7 @@ NSA_AVX2 inline void store8(S* p, __m256 v) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     } else {  // bf16: u + 0x7fff + (bit 16 of u), high halves; NaNs made quiet as f32_to_bf16 does
         const __m256i u = _mm256_castps_si256(v);
-        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-        const __m256i rounded = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd));
+        const __m256i rounded = bf16_high_halves(v);
         const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         const __m256i quiet = _mm256_or_si256(u, _mm256_set1_epi32(0x00400000));
         const __m256i hi = _mm256_srli_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);

@@ -3,6 +3,8 @@
 // everywhere (and nowhere outside their views).
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "kernels/dispatch.hpp"
 #include "ops/select_attention/cases.hpp"
 
@@ -225,6 +227,17 @@ TEST(Ops, CallerWorkspaceIsUsedAndGivesTheSameBits) {
     EXPECT_EQ(a.dv.bytes, b.dv.bytes);
 }
 
+// Runs body(0) on the FMA tiles and, where the CPU has AVX512_BF16, body(1) on the bf16 dot
+// tiles, then restores the default.
+static void for_each_tile_kind(const std::function<void(int)>& body) {
+    for (int mode : {0, 1}) {
+        if (mode == 1 && !opennsa::detail::cpu_has_avx512_bf16()) continue;
+        opennsa::detail::set_bf16_dot_for_testing(mode);
+        body(mode);
+    }
+    opennsa::detail::set_bf16_dot_for_testing(-1);
+}
+
 // Where the CPU has AVX512_BF16, bf16 problems compute S = Q K^T and dP = dO V^T on the bf16 dot
 // tiles. Both tile kinds must meet the reference on random problems, and the switch must reach the
 // kernels: their bits differ somewhere in the forward's statistics and in the gradients.
@@ -260,9 +273,7 @@ TEST(Bf16Dot, BothTileKindsMatchReference) {
 // zero, as in the reference: D = dO . o must be computed by the same chain as dP = dO . v on
 // either tile kind.
 TEST(Bf16Dot, OneVisibleKeyGivesExactlyZeroGradients) {
-    for (int mode : {0, 1}) {
-        if (mode == 1 && !opennsa::detail::cpu_has_avx512_bf16()) continue;
-        opennsa::detail::set_bf16_dot_for_testing(mode);
+    for_each_tile_kind([&](int mode) {
         for (DType dtype : {DType::bf16, DType::f32}) {
             Case c = base_case(dtype, 31);
             c.q_lens = std::vector<std::int64_t>(8, 1);  // 8 batches of one token and one key
@@ -280,8 +291,7 @@ TEST(Bf16Dot, OneVisibleKeyGivesExactlyZeroGradients) {
             for (double x : t.dq.dense()) ASSERT_EQ(x, 0.0) << "dq, bf16 dot " << mode;
             for (double x : t.dk.dense()) ASSERT_EQ(x, 0.0) << "dk, bf16 dot " << mode;
         }
-    }
-    opennsa::detail::set_bf16_dot_for_testing(-1);
+    });
 }
 
 // A NaN in the value of a key a row does not see never reaches the row, also where the bf16 dot
@@ -289,9 +299,7 @@ TEST(Bf16Dot, OneVisibleKeyGivesExactlyZeroGradients) {
 // count), and key 21, the second half of the pair (20, 21), holds NaN in v. Every row selects its
 // own block; out must be NaN exactly where the reference's is, and close elsewhere.
 TEST(Bf16Dot, AnInvisibleKeyPairedWithAVisibleOneNeverReachesTheRow) {
-    for (int mode : {0, 1}) {
-        if (mode == 1 && !opennsa::detail::cpu_has_avx512_bf16()) continue;
-        opennsa::detail::set_bf16_dot_for_testing(mode);
+    for_each_tile_kind([&](int mode) {
         for (DType dtype : {DType::bf16, DType::f32}) {
             Case c = base_case(dtype, 32);
             c.q_lens = {40};
@@ -317,6 +325,5 @@ TEST(Bf16Dot, AnInvisibleKeyPairedWithAVisibleOneNeverReachesTheRow) {
             EXPECT_GT(nans, 0u) << "no row saw the NaN (test is vacuous)";
             EXPECT_TRUE(close(got, want, tol_out(dtype), "out"));
         }
-    }
-    opennsa::detail::set_bf16_dot_for_testing(-1);
+    });
 }
